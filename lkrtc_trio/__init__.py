@@ -1,0 +1,58 @@
+"""lkrtc_trio: a LiveKit real-time client SDK for trio and anyio.
+
+    async with lkrtc_trio.open_room(url, token) as room:
+        ...
+
+The public API is re-exported here from private modules; see docs/ and
+the contract in API.md.
+"""
+
+from ._errors import ConnectError as ConnectError
+from ._errors import EventOverflowError as EventOverflowError
+from ._errors import ForkError as ForkError
+from ._errors import LiveKitError as LiveKitError
+from ._errors import NativeError as NativeError
+from ._errors import NativeLoadError as NativeLoadError
+from ._errors import NativePanicError as NativePanicError
+from ._errors import RoomClosedError as RoomClosedError
+from ._errors import RoomDisconnectedError as RoomDisconnectedError
+from ._events import ActiveSpeakersChanged as ActiveSpeakersChanged
+from ._events import ConnectionQualityChanged as ConnectionQualityChanged
+from ._events import ConnectionStateChanged as ConnectionStateChanged
+from ._events import DataReceived as DataReceived
+from ._events import Disconnected as Disconnected
+from ._events import LocalTrackPublished as LocalTrackPublished
+from ._events import LocalTrackUnpublished as LocalTrackUnpublished
+from ._events import NativeRoomEvent as NativeRoomEvent
+from ._events import ParticipantAttributesChanged as ParticipantAttributesChanged
+from ._events import ParticipantConnected as ParticipantConnected
+from ._events import ParticipantDisconnected as ParticipantDisconnected
+from ._events import ParticipantMetadataChanged as ParticipantMetadataChanged
+from ._events import ParticipantNameChanged as ParticipantNameChanged
+from ._events import Reconnected as Reconnected
+from ._events import Reconnecting as Reconnecting
+from ._events import RoomEvent as RoomEvent
+from ._events import RoomMetadataChanged as RoomMetadataChanged
+from ._events import RoomSidChanged as RoomSidChanged
+from ._events import SipDTMFReceived as SipDTMFReceived
+from ._events import TrackMuted as TrackMuted
+from ._events import TrackPublished as TrackPublished
+from ._events import TrackSubscribed as TrackSubscribed
+from ._events import TrackSubscriptionFailed as TrackSubscriptionFailed
+from ._events import TrackUnmuted as TrackUnmuted
+from ._events import TrackUnpublished as TrackUnpublished
+from ._events import TrackUnsubscribed as TrackUnsubscribed
+from ._events import TranscriptionReceived as TranscriptionReceived
+from ._participant import LocalParticipant as LocalParticipant
+from ._participant import Participant as Participant
+from ._participant import RemoteParticipant as RemoteParticipant
+from ._participant import TrackPublication as TrackPublication
+from ._room import EventSubscription as EventSubscription
+from ._room import Room as Room
+from ._room import RoomOptions as RoomOptions
+from ._room import RtcStats as RtcStats
+from ._room import open_room as open_room
+from ._runtime import live_native_handles as live_native_handles
+from ._runtime import pending_requests as pending_requests
+
+__version__ = "0.1.0"

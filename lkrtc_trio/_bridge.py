@@ -1,0 +1,146 @@
+"""The one place where native threads meet the event loop.
+
+The native callback (``_native.lk_on_event``) copies the event's bytes and calls
+:meth:`Bridge.push`. ``push`` appends them to a list under a lock and, if no
+drain is scheduled yet, schedules one on the attached loop with the loop's
+thread-safe, non-blocking entry (``TrioToken.run_sync_soon`` on trio,
+``loop.call_soon_threadsafe`` on asyncio). A burst of events therefore costs
+one wake-up, not one per event. :meth:`Bridge._drain` runs on the loop and
+hands each event, in arrival order, to the dispatcher; it never raises.
+
+One event loop at a time is attached: the native core is per process. A loop
+attaches on its first asynchronous call; another loop may take over once the
+dispatcher holds nothing bound to the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import sniffio
+
+__all__ = ["Bridge", "LoopConflictError", "current_loop"]
+
+log = logging.getLogger("lkrtc_trio.bridge")
+
+Schedule = Callable[[Callable[[], None]], Any]
+
+#: Events kept while no loop is attached (native logs, late completions).
+MAX_DETACHED_BACKLOG = 10_000
+
+
+class LoopConflictError(RuntimeError):
+    """lkrtc_trio is in use by another running event loop in this process."""
+
+
+def current_loop() -> tuple[Hashable, Schedule]:
+    """The running loop's identity and its thread-safe scheduling function.
+
+    Raises:
+        RuntimeError: not called from trio or asyncio.
+    """
+    lib = sniffio.current_async_library()
+    if lib == "trio":
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+        return token, token.run_sync_soon
+    if lib == "asyncio":
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        return loop, loop.call_soon_threadsafe
+    raise RuntimeError(f"lkrtc_trio runs on trio or asyncio, not on {lib}")
+
+
+class Bridge:
+    """Carries event bytes from native threads to the attached loop."""
+
+    def __init__(self, deliver: Callable[[bytes], None], busy: Callable[[], bool]) -> None:
+        """Args:
+        deliver: called on the loop with each event, in order; must not raise.
+        busy: True while loop-bound state exists (waiters, sinks), which pins
+            the attached loop.
+        """
+        self._deliver = deliver
+        self._busy = busy
+        self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._scheduled = False
+        self._schedule: Schedule | None = None
+        self._loop: Hashable | None = None
+        self._dropped = 0
+
+    # -- any thread ------------------------------------------------------------
+    def push(self, data: bytes) -> None:
+        """Queues one event; wakes the loop if needed. Never blocks, never raises."""
+        with self._lock:
+            pending = self._pending
+            pending.append(data)
+            if self._scheduled:
+                return
+            schedule = self._schedule
+            if schedule is None:
+                if len(pending) > MAX_DETACHED_BACKLOG:
+                    del pending[0]
+                    self._dropped += 1
+                return
+            self._scheduled = True
+        try:
+            schedule(self._drain)
+        except BaseException:  # the loop has finished or closed
+            with self._lock:
+                self._scheduled = False
+                if self._schedule is schedule:
+                    self._schedule = None
+                    self._loop = None
+
+    # -- loop thread -------------------------------------------------------------
+    def attach(self) -> None:
+        """Binds the running loop (a no-op when it is already bound).
+
+        Raises:
+            LoopConflictError: another loop still has pending calls or open rooms.
+        """
+        key, schedule = current_loop()
+        if key is self._loop:
+            return
+        with self._lock:
+            if self._loop is not None and self._busy():
+                raise LoopConflictError(
+                    "lkrtc_trio is in use by another event loop; the native core "
+                    "serves one event loop per process at a time"
+                )
+            self._loop = key
+            self._schedule = schedule
+            kick = bool(self._pending) and not self._scheduled
+            if kick:
+                self._scheduled = True
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            log.warning("%d native events arrived while no event loop was attached", dropped)
+        if kick:
+            schedule(self._drain)
+
+    @property
+    def attached(self) -> bool:
+        return self._schedule is not None
+
+    def drain_now(self) -> None:
+        """Delivers queued events immediately (tests, and the loop's drain)."""
+        self._drain()
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch = self._pending
+            self._pending = []
+            self._scheduled = False
+        deliver = self._deliver
+        for data in batch:
+            try:
+                deliver(data)
+            except Exception:  # never raise into run_sync_soon: it would end the run
+                log.exception("lkrtc_trio internal error while dispatching a native event")

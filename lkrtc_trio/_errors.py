@@ -1,0 +1,88 @@
+"""The exception hierarchy: one base class, native errors mapped at the boundary."""
+
+from __future__ import annotations
+
+from typing import final
+
+__all__ = [
+    "ConnectError",
+    "EventOverflowError",
+    "ForkError",
+    "LiveKitError",
+    "NativeError",
+    "NativeLoadError",
+    "NativePanicError",
+    "RoomClosedError",
+    "RoomDisconnectedError",
+]
+
+
+class LiveKitError(Exception):
+    """Base class of every error raised by lkrtc_trio."""
+
+
+@final
+class ConnectError(LiveKitError):
+    """Connecting to a room failed; ``reason`` is the native core's message.
+
+    Raised for a rejected token, an unreachable or malformed URL, and a connect
+    that did not finish within ``RoomOptions.connect_timeout``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NativeError(LiveKitError):
+    """The native core refused a request or reported an internal failure.
+
+    Also the base of lkrtc_trio's internal-error classes: seeing one that is not
+    a subclass below means a bug in lkrtc_trio or in the native core.
+    """
+
+
+@final
+class NativePanicError(NativeError):
+    """The native core panicked. Every pending call and every open room fails
+    with this error, and the native core is unusable for the rest of the process.
+    (The official SDK kills its own process instead.)"""
+
+
+@final
+class NativeLoadError(NativeError):
+    """The native library could not be found, opened or initialized, or it does
+    not belong with the installed protobuf schema."""
+
+
+@final
+class ForkError(NativeError):
+    """The native core was initialized in a parent process and used after
+    ``fork()``; its threads do not survive a fork. Use it only in the child, or
+    start children with the ``spawn`` method."""
+
+
+class RoomClosedError(LiveKitError):
+    """The room was closed by you (the ``open_room`` block ended, or
+    ``disconnect()`` was called) and the operation needs an open room."""
+
+
+@final
+class RoomDisconnectedError(RoomClosedError):
+    """The room was disconnected by something outside your code: the server,
+    the network, or a native failure (the cause is in ``__cause__`` when known).
+    ``reason`` is the native ``DisconnectReason`` value."""
+
+    def __init__(self, message: str, reason: int = 0) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@final
+class EventOverflowError(LiveKitError):
+    """A ``room.events()`` subscriber fell more than ``max_buffer`` events behind.
+
+    Raised by its next receive; the subscription is then finished. Events are
+    never dropped silently: open a new subscription (and re-read room state) to
+    continue.
+    """

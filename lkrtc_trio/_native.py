@@ -1,0 +1,235 @@
+"""The native library: find it, open it once per process, initialize it, call it.
+
+This is the only module that touches cffi. Everything above it sees a
+:class:`NativeBackend`: serialized request bytes in, serialized response bytes
+out, plus ``drop_handle``. Events from native threads go to the single sink set
+with :func:`set_event_sink` (the bridge, see ``_bridge.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.resources
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from ._errors import ForkError, NativeError, NativeLoadError
+
+__all__ = [
+    "TESTED_LIVEKIT",
+    "NativeBackend",
+    "NativeLib",
+    "find_library",
+    "load_native",
+]
+
+log = logging.getLogger("lkrtc_trio.native")
+
+#: livekit wheel versions this release was tested with (library + schema).
+TESTED_LIVEKIT = ("1.2.0", "1.2.1")
+_SDK_NAME = b"python"
+
+
+class NativeBackend(Protocol):
+    """What the runtime needs from the native core (real or fake)."""
+
+    def request(self, data: bytes) -> bytes:
+        """Sends one serialized ``FfiRequest``; returns the ``FfiResponse`` bytes."""
+        ...
+
+    def drop_handle(self, handle: int) -> bool:
+        """Releases a native handle; False if it was unknown."""
+        ...
+
+
+def find_library() -> Path:
+    """Locates ``liblivekit_ffi``: ``LIVEKIT_LIB_PATH``, then the livekit wheel.
+
+    Raises:
+        NativeLoadError: neither exists.
+    """
+    override = os.environ.get("LIVEKIT_LIB_PATH", "").strip()
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise NativeLoadError(f"LIVEKIT_LIB_PATH={override!r} is not a file")
+        return path
+    name = {"darwin": "liblivekit_ffi.dylib", "win32": "livekit_ffi.dll"}.get(
+        sys.platform, "liblivekit_ffi.so"
+    )
+    try:
+        res = importlib.resources.files("livekit.rtc.resources") / name
+    except ModuleNotFoundError as exc:
+        raise NativeLoadError(
+            "the livekit wheel is not installed (pip install 'livekit>=1.2,<1.3'), "
+            "and LIVEKIT_LIB_PATH is not set"
+        ) from exc
+    path = Path(str(res))
+    if not path.is_file():
+        raise NativeLoadError(f"{name} is missing from the livekit wheel at {path}")
+    return path
+
+
+_event_sink: Callable[[bytes], None] | None = None
+
+
+def set_event_sink(sink: Callable[[bytes], None] | None) -> None:
+    """Sets the one function that receives every native event's bytes.
+
+    It is called on native threads; it must not block and must not raise.
+    """
+    global _event_sink
+    _event_sink = sink
+
+
+class NativeLib:
+    """The loaded and initialized native core. One per process: use
+    :func:`load_native`."""
+
+    def __init__(self, path: Path, *, capture_logs: bool = True) -> None:
+        try:
+            from . import _lkffi  # compiled from native/build_ffi.py
+        except ImportError as exc:  # pragma: no cover - broken install
+            raise NativeLoadError(
+                "lkrtc_trio._lkffi is not built; reinstall lkrtc-trio (pip install -e .)"
+            ) from exc
+        self._ffi: Any = _lkffi.ffi
+        lib: Any = _lkffi.lib
+        err = lib.lk_open(str(path).encode())
+        if err != self._ffi.NULL:
+            raise NativeLoadError(f"cannot open {path}: {self._ffi.string(err).decode()}")
+        self.path = path
+        self._pid = os.getpid()
+        self._forked = False
+        self._lib = lib
+        self._res_ptr = threading.local()
+
+        @self._ffi.def_extern(onerror=_on_callback_error)  # type: ignore[untyped-decorator]
+        def lk_on_event(data: Any, length: int) -> None:
+            # Native thread: copy the bytes, hand them on, never raise.
+            sink = _event_sink
+            if sink is not None:
+                sink(self._ffi.unpack(data, length))
+
+        version = _livekit_version()
+        lib.lk_initialize(capture_logs, _SDK_NAME, version.encode())
+        self.livekit_version = version
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._forked = True
+
+    def _out_params(self) -> tuple[Any, Any]:
+        tl = self._res_ptr
+        try:
+            return tl.ptr, tl.len  # type: ignore[no-any-return]
+        except AttributeError:
+            tl.ptr = self._ffi.new("const char **")
+            tl.len = self._ffi.new("size_t *")
+            return tl.ptr, tl.len
+
+    def request(self, data: bytes) -> bytes:
+        """Sends one serialized request; returns the serialized response.
+
+        Raises:
+            ForkError: used in a child process after ``fork()``.
+            NativeError: the native core rejected the request (it logs why).
+        """
+        if self._forked:
+            raise ForkError("the native core cannot be used after fork() in the child process")
+        res_ptr, res_len = self._out_params()
+        lib = self._lib
+        handle = lib.lk_request(data, len(data), res_ptr, res_len)
+        if not handle:
+            raise NativeError("the native core rejected the request (see the lkrtc_trio.native log)")
+        out: bytes = self._ffi.unpack(res_ptr[0], res_len[0])
+        lib.lk_drop_handle(handle)
+        return out
+
+    def drop_handle(self, handle: int) -> bool:
+        """Releases a native handle (no-op after fork)."""
+        if self._forked:
+            return False
+        return bool(self._lib.lk_drop_handle(handle))
+
+    def dispose(self) -> None:
+        """Shuts the native core down (at interpreter exit)."""
+        if not self._forked and os.getpid() == self._pid:
+            self._lib.lk_dispose()
+
+
+def _on_callback_error(exc_type: Any, exc: Any, tb: Any) -> None:
+    # Never let an exception escape into native code; report it once.
+    log.error("error in the native event callback", exc_info=(exc_type, exc, tb))
+
+
+def _livekit_version() -> str:
+    try:
+        return importlib.metadata.version("livekit")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_native: NativeLib | None = None
+_native_lock = threading.Lock()
+
+
+def load_native() -> NativeLib:
+    """Returns the process's native core, loading and initializing it once.
+
+    Raises:
+        NativeLoadError: the library cannot be found or opened, or its responses
+            do not match the installed protobuf schema.
+        ForkError: it was initialized in a parent process before ``fork()``.
+    """
+    global _native
+    native = _native
+    if native is not None:
+        if native._forked:
+            raise ForkError("the native core cannot be used after fork() in the child process")
+        return native
+    with _native_lock:
+        if _native is None:
+            import atexit
+
+            lib = NativeLib(find_library())
+            _check_schema(lib)
+            if lib.livekit_version not in TESTED_LIVEKIT:
+                log.warning(
+                    "livekit %s is installed; lkrtc_trio was tested with %s",
+                    lib.livekit_version,
+                    ", ".join(TESTED_LIVEKIT),
+                )
+            atexit.register(lib.dispose)
+            _native = lib
+        return _native
+
+
+def _check_schema(lib: NativeLib) -> None:
+    """Sends one harmless request and checks that the answer decodes as the
+    matching response: a library built from another schema answers in another
+    field (or with bytes that do not parse)."""
+    from google.protobuf.message import DecodeError
+
+    from ._proto import ffi_pb2
+
+    req = ffi_pb2.FfiRequest()
+    req.new_audio_resampler.SetInParent()
+    try:
+        resp = ffi_pb2.FfiResponse.FromString(lib.request(req.SerializeToString()))
+    except (NativeError, DecodeError) as exc:
+        raise NativeLoadError(
+            f"{lib.path} does not speak the protobuf schema of livekit "
+            f"{lib.livekit_version}: {exc}"
+        ) from exc
+    if resp.WhichOneof("message") != "new_audio_resampler":
+        raise NativeLoadError(
+            f"{lib.path} does not match the protobuf schema of livekit {lib.livekit_version}"
+            f" (asked for new_audio_resampler, got {resp.WhichOneof('message')})"
+        )
+    lib.drop_handle(resp.new_audio_resampler.resampler.handle.id)

@@ -1,0 +1,712 @@
+"""Rooms: ``async with open_room(url, token) as room:``.
+
+A room owns a task group (its nursery) for the work it runs on your behalf, and
+is the sink of every native event keyed by its room handle or its local
+participant handle. Each event updates room state synchronously, on the loop,
+and is then offered to every ``room.events()`` subscription's bounded buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, final
+
+import anyio
+import anyio.abc
+
+from . import _events as ev
+from ._dispatch import owned_handle_ids
+from ._errors import (
+    ConnectError,
+    EventOverflowError,
+    LiveKitError,
+    RoomClosedError,
+    RoomDisconnectedError,
+)
+from ._participant import LocalParticipant, Participant, RemoteParticipant, TrackPublication
+from ._proto import ffi_pb2, participant_pb2, room_pb2
+from ._runtime import OwnedHandle, Runtime, get_runtime
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ["EventSubscription", "Room", "RoomOptions", "RtcStats", "open_room"]
+
+log = logging.getLogger("lkrtc_trio.room")
+
+CONN_DISCONNECTED = room_pb2.ConnectionState.CONN_DISCONNECTED
+CONN_CONNECTED = room_pb2.ConnectionState.CONN_CONNECTED
+CLIENT_INITIATED = participant_pb2.DisconnectReason.CLIENT_INITIATED
+
+#: Extra time granted to the native connect beyond its own timeout.
+_CONNECT_GRACE = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoomOptions:
+    """How to connect. Every field is optional.
+
+    Attributes:
+        auto_subscribe: subscribe to every published track automatically.
+        adaptive_stream: let the SDK pause or lower video nobody watches.
+        dynacast: pause unused simulcast layers of published video.
+        connect_timeout: seconds for the whole connect (signal + media), or
+            None for the native default. ``ConnectError`` when it runs out.
+        join_retries: how often the native core retries the initial join.
+        single_peer_connection: use one peer connection for both directions.
+        disconnect_timeout: seconds that leaving the ``open_room`` block waits
+            for the native disconnect before it releases everything anyway.
+        events_max_buffer: default buffer size of ``room.events()``.
+    """
+
+    auto_subscribe: bool = True
+    adaptive_stream: bool = False
+    dynacast: bool = False
+    connect_timeout: float | None = 10.0
+    join_retries: int | None = None
+    single_peer_connection: bool | None = None
+    disconnect_timeout: float = 5.0
+    events_max_buffer: int = 256
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout is not None and not (
+            math.isfinite(self.connect_timeout) and self.connect_timeout > 0
+        ):
+            raise ValueError(f"connect_timeout must be positive, not {self.connect_timeout!r}")
+        if self.join_retries is not None and self.join_retries < 0:
+            raise ValueError("join_retries must be >= 0")
+        if not (math.isfinite(self.disconnect_timeout) and self.disconnect_timeout >= 0):
+            raise ValueError("disconnect_timeout must be >= 0")
+        if self.events_max_buffer < 1:
+            raise ValueError("events_max_buffer must be >= 1")
+
+    def _fill(self, msg: Any) -> None:
+        msg.auto_subscribe = self.auto_subscribe
+        msg.adaptive_stream = self.adaptive_stream
+        msg.dynacast = self.dynacast
+        if self.connect_timeout is not None:
+            msg.connect_timeout_ms = int(self.connect_timeout * 1000)
+        if self.join_retries is not None:
+            msg.join_retries = self.join_retries
+        if self.single_peer_connection is not None:
+            msg.single_peer_connection = self.single_peer_connection
+
+
+@dataclass(frozen=True, kw_only=True)
+class RtcStats:
+    """WebRTC statistics of the room's peer connections (protobuf ``RtcStats``)."""
+
+    publisher_stats: list[Any] = field(default_factory=list)
+    subscriber_stats: list[Any] = field(default_factory=list)
+
+
+@final
+class EventSubscription:
+    """A subscription to room events from the moment it was made.
+
+    Iterate it (``async for event in sub``) or call :meth:`receive`. Use it as
+    a context manager (``with room.events() as sub:``) to unsubscribe on exit.
+    It ends (iteration stops, ``receive`` raises ``anyio.EndOfStream``) after
+    the room's last event.
+    """
+
+    def __init__(self, room: Room, max_buffer: int) -> None:
+        self._room = room
+        self._send, self._recv = anyio.create_memory_object_stream[ev.RoomEvent](max_buffer)
+        self._max_buffer = max_buffer
+        self._overflowed = False
+
+    # called by the room, on the loop
+    def _offer(self, event: ev.RoomEvent) -> None:
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            self._overflowed = True
+            self._room._subs.discard(self)
+            self._send.close()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._room._subs.discard(self)
+
+    def _finish(self) -> None:
+        self._send.close()
+
+    async def receive(self) -> ev.RoomEvent:
+        """The next event.
+
+        Raises:
+            EventOverflowError: this subscriber fell more than ``max_buffer``
+                events behind (raised at once, by the next receive).
+            anyio.EndOfStream: the room is closed and every event was received.
+            anyio.ClosedResourceError: you closed this subscription.
+
+        Cancellation: nothing is lost; the next receive returns the same event.
+        """
+        if self._overflowed:
+            raise EventOverflowError(
+                f"room event subscriber fell more than {self._max_buffer} events behind"
+            )
+        return await self._recv.receive()
+
+    def receive_nowait(self) -> ev.RoomEvent:
+        """Like :meth:`receive`, but raises ``anyio.WouldBlock`` when empty."""
+        if self._overflowed:
+            raise EventOverflowError(
+                f"room event subscriber fell more than {self._max_buffer} events behind"
+            )
+        return self._recv.receive_nowait()
+
+    def __aiter__(self) -> EventSubscription:
+        return self
+
+    async def __anext__(self) -> ev.RoomEvent:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Unsubscribes; buffered events are discarded."""
+        self._room._subs.discard(self)
+        self._send.close()
+        self._recv.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self) -> EventSubscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def statistics(self) -> anyio.streams.memory.MemoryObjectStreamStatistics:
+        return self._recv.statistics()
+
+
+@final
+class Room:
+    """A connected room. Get one from :func:`open_room`; do not construct it."""
+
+    def __init__(
+        self, runtime: Runtime, result: Any, options: RoomOptions
+    ) -> None:
+        rt = runtime
+        self._rt = rt
+        self._options = options
+        room = result.room
+        self._handle: OwnedHandle = rt.own(room.handle.id, "room")
+        self._info = room_pb2.RoomInfo()
+        self._info.CopyFrom(room.info)
+        lp = result.local_participant
+        self._local = LocalParticipant(rt.own(lp.handle.id, "local_participant"), _copy(lp.info))
+        self._remote: dict[str, RemoteParticipant] = {}
+        for pt in result.participants:
+            p = self._new_remote(pt.participant)
+            for pub in pt.publications:
+                p._publications[pub.info.sid] = self._new_publication(pub)
+        self._state: int = CONN_CONNECTED
+        self._disconnect_reason = 0
+        self._subs: set[EventSubscription] = set()
+        self._arrivals: dict[str, anyio.Event] = {}
+        self._ended = anyio.Event()  # eos, remote disconnect, panic, or close
+        self._eos = anyio.Event()
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._sink_keys = (self._handle.id, self._local._handle.id)
+        self._handlers: dict[str, Callable[[Any], ev.RoomEvent | None]] = {
+            "participant_connected": self._on_participant_connected,
+            "participant_disconnected": self._on_participant_disconnected,
+            "track_published": self._on_track_published,
+            "track_unpublished": self._on_track_unpublished,
+            "track_muted": self._on_track_muted,
+            "track_unmuted": self._on_track_muted,
+            "connection_state_changed": self._on_connection_state,
+            "reconnecting": lambda _m: ev.Reconnecting(),
+            "reconnected": lambda _m: ev.Reconnected(),
+            "disconnected": self._on_disconnected,
+            "room_metadata_changed": self._on_room_metadata,
+            "room_sid_changed": self._on_room_sid,
+            "participant_metadata_changed": self._on_participant_metadata,
+            "participant_name_changed": self._on_participant_name,
+            "participant_attributes_changed": self._on_participant_attributes,
+            "active_speakers_changed": self._on_active_speakers,
+            "connection_quality_changed": self._on_connection_quality,
+        }
+
+    # -- construction helpers ----------------------------------------------------
+    def _new_remote(self, owned: Any) -> RemoteParticipant:
+        p = RemoteParticipant(self._rt.own(owned.handle.id, "participant"), _copy(owned.info))
+        self._remote[p.identity] = p
+        return p
+
+    def _new_publication(self, owned: Any) -> TrackPublication:
+        return TrackPublication(self._rt.own(owned.handle.id, "publication"), _copy(owned.info))
+
+    # -- public state ----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self._info.name)
+
+    @property
+    def sid(self) -> str:
+        """The room's sid ("" until the server assigned one; see RoomSidChanged)."""
+        return str(self._info.sid)
+
+    @property
+    def metadata(self) -> str:
+        return str(self._info.metadata)
+
+    @property
+    def connection_state(self) -> int:
+        """``ConnectionState`` value: 0 disconnected, 1 connected, 2 reconnecting."""
+        return self._state
+
+    @property
+    def disconnect_reason(self) -> int:
+        """``DisconnectReason`` value once disconnected, else 0."""
+        return self._disconnect_reason
+
+    @property
+    def local_participant(self) -> LocalParticipant:
+        return self._local
+
+    @property
+    def remote_participants(self) -> Mapping[str, RemoteParticipant]:
+        """A copy of the other participants, by identity."""
+        return dict(self._remote)
+
+    def isconnected(self) -> bool:
+        """True while connected or reconnecting; False for good once closed or
+        disconnected."""
+        return not self._closed and self._state != CONN_DISCONNECTED
+
+    def events(self, *, max_buffer: int | None = None) -> EventSubscription:
+        """Subscribes to every room event from now on.
+
+        Args:
+            max_buffer: events buffered for this subscriber before it counts as
+                fallen behind (default ``RoomOptions.events_max_buffer``).
+
+        Raises:
+            RoomClosedError: the room is closed.
+            ValueError: ``max_buffer`` < 1.
+        """
+        size = self._options.events_max_buffer if max_buffer is None else max_buffer
+        if size < 1:
+            raise ValueError("max_buffer must be >= 1")
+        self._check_open()
+        sub = EventSubscription(self, size)
+        if self._ended.is_set():
+            sub._finish()
+        else:
+            self._subs.add(sub)
+        return sub
+
+    async def wait_for_participant(self, identity: str) -> RemoteParticipant:
+        """Waits until a remote participant with ``identity`` is in the room.
+
+        Returns at once if it already is.
+
+        Raises:
+            RoomClosedError: the room was closed first.
+            RoomDisconnectedError: the room was disconnected first.
+
+        Cancellation: nothing is left behind.
+        """
+        while True:
+            p = self._remote.get(identity)
+            if p is not None:
+                return p
+            self._check_open()
+            arrival = self._arrivals.get(identity)
+            if arrival is None:
+                arrival = self._arrivals[identity] = anyio.Event()
+            await arrival.wait()
+            if self._arrivals.get(identity) is arrival:
+                del self._arrivals[identity]
+
+    async def disconnect(self) -> None:
+        """Leaves the room now; the ``open_room`` block continues, but room
+        operations raise ``RoomClosedError``. Idempotent.
+
+        Never raises for native failures (they are logged); waits at most
+        ``RoomOptions.disconnect_timeout``.
+
+        Cancellation: shielded up to ``disconnect_timeout``, then everything is
+        released all the same.
+        """
+        with anyio.CancelScope(shield=True):
+            await self._shutdown()
+
+    async def get_rtc_stats(self) -> RtcStats:
+        """WebRTC statistics of the room's peer connections.
+
+        Raises:
+            RoomClosedError / RoomDisconnectedError: the room is not connected.
+            NativeError: the native core failed to collect them.
+
+        Cancellation: returns at once; the late answer is dropped.
+        """
+        self._check_open()
+        req = ffi_pb2.FfiRequest()
+        req.get_session_stats.room_handle = self._handle.id
+        cb = await self._rt.request_async(req, "get_session_stats")
+        if cb.error:
+            from ._errors import NativeError
+
+            raise NativeError(f"get_rtc_stats failed: {cb.error}")
+        return RtcStats(
+            publisher_stats=list(cb.result.publisher_stats),
+            subscriber_stats=list(cb.result.subscriber_stats),
+        )
+
+    async def simulate_scenario(self, scenario: int) -> None:
+        """Triggers a reconnection scenario (``SimulateScenarioKind`` value), for tests.
+
+        Raises:
+            RoomClosedError / RoomDisconnectedError: the room is not connected.
+            NativeError: the native core refused it.
+
+        Cancellation: returns at once; the scenario may still run.
+        """
+        self._check_open()
+        req = ffi_pb2.FfiRequest()
+        req.simulate_scenario.room_handle = self._handle.id
+        req.simulate_scenario.scenario = scenario  # type: ignore[assignment]
+        cb = await self._rt.request_async(req, "simulate_scenario")
+        if cb.HasField("error") and cb.error:
+            from ._errors import NativeError
+
+            raise NativeError(f"simulate_scenario failed: {cb.error}")
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} {self.sid} state={self._state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RoomClosedError("the room is closed")
+        if self._failure is not None:
+            raise RoomDisconnectedError(
+                f"the room failed: {self._failure}", self._disconnect_reason
+            ) from self._failure
+        if self._ended.is_set():
+            raise RoomDisconnectedError(
+                f"the room was disconnected (reason {self._disconnect_reason})",
+                self._disconnect_reason,
+            )
+
+    async def _shutdown(self) -> None:
+        """Disconnects (bounded), cancels the room's tasks, releases everything."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._ended.is_set() and self._handle.id:
+            req = ffi_pb2.FfiRequest()
+            req.disconnect.room_handle = self._handle.id
+            req.disconnect.reason = CLIENT_INITIATED
+            with anyio.move_on_after(self._options.disconnect_timeout):
+                try:
+                    await self._rt.request_async(req, "disconnect")
+                    await self._eos.wait()
+                except LiveKitError as exc:
+                    log.warning("disconnect failed: %s", exc)
+            if self._state != CONN_DISCONNECTED:
+                self._state = CONN_DISCONNECTED
+                self._disconnect_reason = CLIENT_INITIATED
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        self._release()
+
+    def _release(self) -> None:
+        """Unroutes and releases every native handle; ends subscriptions."""
+        self._closed = True
+        self._state = CONN_DISCONNECTED
+        for key in self._sink_keys:
+            self._rt.dispatcher.remove_sink(key, self)
+        for p in self._remote.values():
+            p._release()
+        self._local._release()
+        self._handle.close()
+        self._end()
+
+    def _end(self) -> None:
+        self._ended.set()
+        for sub in list(self._subs):
+            sub._finish()
+        self._subs.clear()
+        arrivals, self._arrivals = self._arrivals, {}
+        for e in arrivals.values():
+            e.set()
+
+    # -- native events (on the loop, via the dispatcher) ------------------------------
+    def on_native_event(self, event: Any) -> None:
+        which = event.WhichOneof("message")
+        if which != "room_event":
+            # RPC invocations and other events keyed by the local participant
+            # handle arrive here; the participant API handles them.
+            self._release_unadopted(getattr(event, which))
+            return
+        re = event.room_event
+        kind = re.WhichOneof("message")
+        if kind == "eos":
+            self._eos.set()
+            self._end()
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            self._release_unadopted(re)
+            out: ev.RoomEvent | None = ev.NativeRoomEvent(name=kind or "", message=getattr(re, kind))
+        else:
+            out = handler(getattr(re, kind))
+        if out is not None:
+            for sub in tuple(self._subs):
+                sub._offer(out)
+
+    def on_native_failure(self, exc: BaseException) -> None:
+        self._failure = exc
+        self._state = CONN_DISCONNECTED
+        self._end()
+
+    def _release_unadopted(self, msg: Any) -> None:
+        for h in owned_handle_ids(msg):
+            self._rt._release(h)
+
+    def _participant(self, identity: str) -> Participant | None:
+        if identity == self._local.identity:
+            return self._local
+        return self._remote.get(identity)
+
+    def _on_participant_connected(self, m: Any) -> ev.RoomEvent | None:
+        old = self._remote.get(m.info.info.identity)
+        if old is not None:  # same identity joined again: replace
+            old._release()
+        p = self._new_remote(m.info)
+        arrival = self._arrivals.pop(p.identity, None)
+        if arrival is not None:
+            arrival.set()
+        return ev.ParticipantConnected(participant=p)
+
+    def _on_participant_disconnected(self, m: Any) -> ev.RoomEvent | None:
+        p = self._remote.pop(m.participant_identity, None)
+        if p is None:
+            return None
+        p._info.disconnect_reason = m.disconnect_reason
+        p._release()
+        return ev.ParticipantDisconnected(participant=p, reason=int(m.disconnect_reason))
+
+    def _on_track_published(self, m: Any) -> ev.RoomEvent | None:
+        p = self._remote.get(m.participant_identity)
+        if p is None:
+            self._release_unadopted(m)
+            return None
+        pub = self._new_publication(m.publication)
+        old = p._publications.pop(pub.sid, None)
+        if old is not None:
+            old._handle.close()
+        p._publications[pub.sid] = pub
+        return ev.TrackPublished(publication=pub, participant=p)
+
+    def _on_track_unpublished(self, m: Any) -> ev.RoomEvent | None:
+        p = self._remote.get(m.participant_identity)
+        pub = p._publications.pop(m.publication_sid, None) if p else None
+        if p is None or pub is None:
+            return None
+        pub._handle.close()
+        return ev.TrackUnpublished(publication=pub, participant=p)
+
+    def _on_track_muted(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        pub = p._publications.get(m.track_sid) if p else None
+        if p is None or pub is None:
+            return None
+        muted = type(m).DESCRIPTOR.name == "TrackMuted"
+        pub._info.muted = muted
+        return (ev.TrackMuted if muted else ev.TrackUnmuted)(participant=p, publication=pub)
+
+    def _on_connection_state(self, m: Any) -> ev.RoomEvent | None:
+        self._state = int(m.state)
+        return ev.ConnectionStateChanged(state=int(m.state))
+
+    def _on_disconnected(self, m: Any) -> ev.RoomEvent | None:
+        self._state = CONN_DISCONNECTED
+        self._disconnect_reason = int(m.reason)
+        self._local._info.disconnect_reason = m.reason
+        return ev.Disconnected(reason=int(m.reason))
+
+    def _on_room_metadata(self, m: Any) -> ev.RoomEvent | None:
+        old = self.metadata
+        self._info.metadata = m.metadata
+        return ev.RoomMetadataChanged(old_metadata=old, metadata=str(m.metadata))
+
+    def _on_room_sid(self, m: Any) -> ev.RoomEvent | None:
+        self._info.sid = m.sid
+        return ev.RoomSidChanged(sid=str(m.sid))
+
+    def _on_participant_metadata(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        if p is None:
+            return None
+        old = p.metadata
+        p._info.metadata = m.metadata
+        return ev.ParticipantMetadataChanged(participant=p, old_metadata=old, metadata=p.metadata)
+
+    def _on_participant_name(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        if p is None:
+            return None
+        old = p.name
+        p._info.name = m.name
+        return ev.ParticipantNameChanged(participant=p, old_name=old, name=p.name)
+
+    def _on_participant_attributes(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        if p is None:
+            return None
+        p._info.attributes.clear()
+        for entry in m.attributes:
+            p._info.attributes[entry.key] = entry.value
+        changed = {entry.key: entry.value for entry in m.changed_attributes}
+        return ev.ParticipantAttributesChanged(participant=p, changed_attributes=changed)
+
+    def _on_active_speakers(self, m: Any) -> ev.RoomEvent | None:
+        speakers = [p for i in m.participant_identities if (p := self._participant(i))]
+        return ev.ActiveSpeakersChanged(speakers=speakers)
+
+    def _on_connection_quality(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        if p is None:
+            return None
+        return ev.ConnectionQualityChanged(participant=p, quality=int(m.quality))
+
+
+def _copy(info: Any) -> Any:
+    out = type(info)()
+    out.CopyFrom(info)
+    return out
+
+
+def _release_connect_result(rt: Runtime, cb: Any) -> None:
+    """Reaper of a connect whose caller was cancelled: leave the room and drop
+    every handle the late completion carries."""
+    if cb.HasField("error") or not cb.HasField("result"):
+        return
+    room_handle = cb.result.room.handle.id
+    try:
+        ready = ffi_pb2.FfiRequest()
+        ready.ready_for_room_event.room_handle = room_handle
+        rt.request(ready)
+        bye = ffi_pb2.FfiRequest()
+        bye.disconnect.room_handle = room_handle
+        bye.disconnect.reason = CLIENT_INITIATED
+        bye.disconnect.request_async_id = rt.next_async_id()
+        rt.request(bye)
+    except LiveKitError as exc:
+        log.warning("could not disconnect a room whose connect was cancelled: %s", exc)
+    for h in owned_handle_ids(cb):
+        rt._release(h)
+
+
+async def _connect(rt: Runtime, url: str, token: str, options: RoomOptions) -> Room:
+    if not isinstance(url, str) or not isinstance(token, str):
+        raise TypeError("url and token must be str")
+    req = ffi_pb2.FfiRequest()
+    req.connect.url = url
+    req.connect.token = token
+    options._fill(req.connect.options)
+    limit = math.inf
+    if options.connect_timeout is not None:
+        limit = options.connect_timeout + _CONNECT_GRACE
+    with anyio.move_on_after(limit):
+        cb = await rt.request_async(
+            req, "connect", reaper=lambda late: _release_connect_result(rt, late)
+        )
+        if cb.HasField("error") and cb.error:
+            raise ConnectError(str(cb.error))
+        room = Room(rt, cb.result, options)
+        for key in room._sink_keys:
+            rt.add_sink(key, room)
+        ready = ffi_pb2.FfiRequest()
+        ready.ready_for_room_event.room_handle = room._handle.id
+        try:
+            rt.request(ready)
+        except BaseException:
+            room._release()
+            raise
+        return room
+    raise ConnectError(f"connect did not finish within {limit:.1f} s")
+
+
+@asynccontextmanager
+async def open_room(
+    url: str, token: str, *, options: RoomOptions | None = None
+) -> AsyncIterator[Room]:
+    """Connects to a room and keeps it open for the ``async with`` block.
+
+    The room runs inside its own task group; leaving the block (normally, by an
+    exception, or by cancellation) disconnects within
+    ``RoomOptions.disconnect_timeout`` and releases every native handle.
+
+    Args:
+        url: the server's WebSocket URL (``ws://`` or ``wss://``).
+        token: an access token with a ``roomJoin`` grant.
+        options: connection options (defaults: :class:`RoomOptions`).
+
+    Raises:
+        ConnectError: the server or the native core refused the connection
+            (bad token, bad URL, unreachable server, timeout); ``reason``
+            carries the native message.
+        TypeError: ``url`` or ``token`` is not a str.
+        NativeLoadError: the native library cannot be loaded.
+
+    Cancellation: cancelling while connecting returns at once; the native
+    connect goes on, and when it completes lkrtc_trio leaves that room and
+    releases its handles (``pending_requests()`` and ``live_native_handles()``
+    return to zero). Cancelling inside the block disconnects as above.
+    """
+    opts = options or RoomOptions()
+    rt = get_runtime()
+    room = await _connect(rt, url, token, opts)
+    try:
+        try:
+            async with anyio.create_task_group() as tg:
+                room._tg = tg
+                try:
+                    yield room
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await room._shutdown()
+        except BaseExceptionGroup as group:
+            _raise_single(group)
+            raise
+    finally:
+        room._release()
+
+
+def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:
+    """Unwraps a group holding one exception (the caller's own), so callers
+    never see ExceptionGroups they did not cause."""
+    leaves: list[BaseException] = []
+
+    def collect(g: BaseExceptionGroup[BaseException]) -> None:
+        for e in g.exceptions:
+            if isinstance(e, BaseExceptionGroup):
+                collect(e)
+            else:
+                leaves.append(e)
+
+    collect(group)
+    if len(leaves) == 1:
+        raise leaves[0] from leaves[0].__cause__

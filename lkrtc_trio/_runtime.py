@@ -1,0 +1,216 @@
+"""The per-process runtime: native backend + bridge + dispatcher + handle ledger.
+
+``get_runtime()`` returns the one that drives the real native core. Tests build
+their own :class:`Runtime` over a fake backend to drive the dispatcher with
+arbitrary event orders.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import warnings
+from typing import Any, final
+
+from ._bridge import Bridge
+from ._dispatch import Dispatcher, EventSink, Reaper
+from ._errors import NativeError
+from ._native import NativeBackend, load_native, set_event_sink
+from ._proto import ffi_pb2
+
+__all__ = ["OwnedHandle", "Runtime", "get_runtime", "live_native_handles", "pending_requests"]
+
+log = logging.getLogger("lkrtc_trio.runtime")
+
+FfiRequest = ffi_pb2.FfiRequest
+FfiResponse = ffi_pb2.FfiResponse
+
+
+@final
+class OwnedHandle:
+    """A native handle owned by exactly one Python object.
+
+    ``close()`` releases it, once; ``detach()`` hands ownership to the native
+    side (for requests that take the handle). ``__del__`` never releases, it
+    only warns about a handle that was not closed.
+    """
+
+    __slots__ = ("_runtime", "id", "label")
+
+    def __init__(self, runtime: Runtime, handle_id: int, label: str) -> None:
+        self._runtime = runtime
+        self.id = handle_id
+        self.label = label
+
+    @property
+    def closed(self) -> bool:
+        return self.id == 0
+
+    def close(self) -> None:
+        """Releases the handle (idempotent)."""
+        hid = self.id
+        if hid:
+            self.id = 0
+            self._runtime._release(hid)
+
+    def detach(self) -> int:
+        """Gives the handle up without releasing it; returns its id."""
+        hid = self.id
+        if hid:
+            self.id = 0
+            self._runtime._forget(hid)
+        return hid
+
+    def __repr__(self) -> str:
+        return f"<OwnedHandle {self.label} {self.id or 'closed'}>"
+
+    def __del__(self) -> None:
+        if self.id:
+            warnings.warn(
+                f"native handle {self.label} {self.id} was never closed",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+
+class Runtime:
+    """See the module docstring."""
+
+    def __init__(self, backend: NativeBackend) -> None:
+        self.backend = backend
+        self.dispatcher = Dispatcher(release=self._release)
+        self.bridge = Bridge(self.dispatcher.on_event, busy=self.dispatcher.busy)
+        self._ids = itertools.count(1)
+        self._id_lock = threading.Lock()
+        self._live: dict[int, str] = {}
+
+    # -- ids and handles ---------------------------------------------------------
+    def next_async_id(self) -> int:
+        with self._id_lock:
+            return next(self._ids)
+
+    def own(self, handle_id: int, label: str) -> OwnedHandle:
+        """Takes ownership of a handle the native core gave us."""
+        if handle_id:
+            self._live[handle_id] = label
+        return OwnedHandle(self, handle_id, label)
+
+    def _release(self, handle_id: int) -> None:
+        self._live.pop(handle_id, None)
+        if not self.backend.drop_handle(handle_id):
+            log.debug("native handle %d was already gone", handle_id)
+
+    def _forget(self, handle_id: int) -> None:
+        self._live.pop(handle_id, None)
+
+    def live_handles(self) -> dict[int, str]:
+        """Handles owned now, id -> label (a copy)."""
+        return dict(self._live)
+
+    # -- requests ----------------------------------------------------------------
+    def request(self, req: Any) -> Any:
+        """Sends a synchronous request; returns the ``FfiResponse``.
+
+        Raises:
+            NativeError: the native core rejected it.
+            ForkError: after ``fork()``.
+        """
+        resp = FfiResponse()
+        resp.MergeFromString(self.backend.request(req.SerializeToString()))
+        return resp
+
+    async def request_async(
+        self, req: Any, field: str, *, reaper: Reaper | None = None
+    ) -> Any:
+        """Sends an asynchronous request and waits for its own completion.
+
+        ``req.<field>.request_async_id`` is set to a fresh id and its waiter is
+        registered before the request is sent, so the completion cannot be
+        missed and is routed to this call alone.
+
+        Args:
+            req: the ``FfiRequest``.
+            field: the name of its set ``message`` field (e.g. ``"connect"``).
+            reaper: if this call is cancelled after sending, runs on the late
+                completion (to release what it owns).
+
+        Returns:
+            The completion message (e.g. a ``ConnectCallback``).
+
+        Raises:
+            NativePanicError: the native core panicked before completing it.
+            NativeError: the native core rejected the request.
+
+        Cancellation: the waiter is removed at once; the native operation cannot
+        be cancelled, so its late completion goes to ``reaper`` (or is dropped
+        and its handles released).
+        """
+        self.bridge.attach()
+        async_id = self.next_async_id()
+        getattr(req, field).request_async_id = async_id
+        dispatcher = self.dispatcher
+        waiter = dispatcher.add_waiter(async_id)
+        try:
+            resp = self.request(req)
+        except BaseException:
+            dispatcher.discard_waiter(async_id)
+            raise
+        try:
+            got = getattr(resp, field).async_id
+            if got != async_id:
+                raise NativeError(f"the native core answered {field} #{async_id} as #{got}")
+            return await waiter.wait()
+        except BaseException:
+            dispatcher.abandon(async_id, waiter, reaper)
+            raise
+
+    def add_sink(self, handle: int, sink: EventSink) -> None:
+        """Routes events keyed by ``handle`` to ``sink`` (attaches the loop)."""
+        self.bridge.attach()
+        self.dispatcher.add_sink(handle, sink)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The runtime of the real native core (loaded on first use).
+
+    Raises:
+        NativeLoadError: the native library cannot be loaded.
+        ForkError: after ``fork()`` in a child of a process that used it.
+    """
+    rt = _runtime
+    if rt is not None:
+        return rt
+    return _create_runtime()
+
+
+def _create_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            native = load_native()
+            rt = Runtime(native)
+            set_event_sink(rt.bridge.push)
+            _runtime = rt
+        return _runtime
+
+
+def live_native_handles() -> int:
+    """How many native handles lkrtc_trio owns now (0 when nothing is open).
+
+    Tests assert it returns to zero after rooms and streams are closed.
+    """
+    rt = _runtime
+    return 0 if rt is None else len(rt._live)
+
+
+def pending_requests() -> int:
+    """Asynchronous requests whose completion has not arrived yet (including
+    those of cancelled calls, until their late completion is released)."""
+    rt = _runtime
+    return 0 if rt is None else rt.dispatcher.pending()
+
