@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_API_SECRET",
     "FALLBACK_VERSIONS",
+    "NETNS_HOST",
     "SERVER_VERSION",
     "LocalServer",
     "ServerInfo",
@@ -40,6 +41,7 @@ __all__ = [
     "cache_dir",
     "free_port",
     "free_ports",
+    "in_test_netns",
     "install_server",
     "mint_token",
     "server_binary_path",
@@ -55,6 +57,9 @@ FALLBACK_VERSIONS: tuple[str, ...] = ("v1.13.4", "v1.13.3", "v1.13.2", "v1.12.0"
 Only tags whose ``go.mod`` has no ``replace`` directive can be built with
 ``go install pkg@version``.
 """
+
+NETNS_HOST = "10.213.0.1"
+"""The test address that ``python -m lkrtc_trio.testing.netns`` puts on ``lkv0``."""
 
 DEFAULT_API_KEY = "devkey"
 DEFAULT_API_SECRET = "secret"
@@ -225,8 +230,7 @@ def _build_one(go: str, version: str, bin_root: Path) -> Path:
                 [go, "install", f"{_GO_PACKAGE}@{version}"],
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                capture_output=True,
                 text=True,
                 errors="replace",
                 check=False,
@@ -263,6 +267,25 @@ def test_host() -> str:
         An IP address literal.
     """
     return os.environ.get("LKRTC_TEST_HOST") or "127.0.0.1"
+
+
+def in_test_netns() -> bool:
+    """Tell whether this process runs inside ``python -m lkrtc_trio.testing.netns``.
+
+    True when ``$LKRTC_TEST_HOST`` is :data:`NETNS_HOST` and that address is
+    assigned to an interface of the current network namespace.
+
+    Returns:
+        Whether the test namespace is in effect.
+    """
+    if os.environ.get("LKRTC_TEST_HOST") != NETNS_HOST:
+        return False
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((NETNS_HOST, 0))
+    except OSError:
+        return False
+    return True
 
 
 # Not a test, despite the name, when pytest collects `from ... import *`.
@@ -361,6 +384,28 @@ def _stop_leftovers() -> None:
         server.stop()
 
 
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, a second SIGTERM after a short grace, SIGKILL after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    for grace in (_FORCE_AFTER, None):
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            process.wait(timeout=remaining if grace is None else min(grace, remaining))
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    process.wait()
+
+
+# livekit-server's first SIGTERM starts a graceful drain that can take many
+# seconds even with no participants; a second SIGTERM forces the shutdown
+# (participants are still sent a leave).
+_FORCE_AFTER = 0.5
+
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -375,8 +420,9 @@ class LocalServer:
         host: Address to bind and advertise; None means :func:`test_host`.
         extra_config: YAML appended to the generated ``--config-body``.
         start_timeout: Seconds to wait for ``GET /`` to answer 200.
-        stop_timeout: Seconds to wait after SIGTERM before SIGKILL.
-        log_dir: Directory for ``livekit-server.log``; kept after :meth:`stop`.
+        stop_timeout: Seconds to wait after SIGTERM before SIGKILL (a second
+            SIGTERM, which livekit-server takes as "force", goes after 0.5 s).
+        log_dir: Directory for ``livekit-server-<port>.log``; kept after :meth:`stop`.
             None means a temporary directory that :meth:`stop` removes.
     """
 
@@ -481,7 +527,8 @@ class LocalServer:
             RuntimeError: Already started.
             ServerInstallError: No binary was given and :func:`install_server` failed.
             ServerStartError: The process could not be run, exited early, or was
-                not ready within ``start_timeout`` (the message has the log tail).
+                not ready within ``start_timeout`` (the message has the log tail;
+                the log file is kept).
         """
         if self._process is not None:
             raise RuntimeError("LocalServer is already started")
@@ -543,9 +590,7 @@ class LocalServer:
         except ServerStartError as exc:
             tail = self.log_tail()
             self._stop(keep_log=True)
-            raise ServerStartError(
-                f"{exc}\n--- tail of {self.log_path} ---\n{tail}"
-            ) from None
+            raise ServerStartError(f"{exc}\n--- tail of {self.log_path} ---\n{tail}") from None
         except BaseException:
             self._stop(keep_log=False)
             raise
@@ -577,7 +622,7 @@ class LocalServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Stop the server: SIGTERM, then SIGKILL after ``stop_timeout`` s.
+        """Stop the server: SIGTERM (twice), then SIGKILL after ``stop_timeout`` s.
 
         Idempotent; safe to call when never started. A temporary log directory
         is removed (a ``log_dir`` given to the constructor is kept).
@@ -590,14 +635,7 @@ class LocalServer:
         _RUNNING.discard(self)
         if process is not None:
             if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                    process.wait()
+                _terminate(process, self.stop_timeout)
             else:
                 process.wait()
         self._cleanup(keep_log=keep_log)

@@ -1,0 +1,81 @@
+"""A fake native backend for dispatcher and timing tests.
+
+It answers every asynchronous request at once with the ``async_id`` the client
+chose (as the native core does) and records it; the test then delivers
+completions, in any order, through ``runtime.bridge.push`` - exactly the path
+native threads take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lkrtc_trio._proto import ffi_pb2
+from lkrtc_trio._runtime import Runtime
+
+
+@dataclass
+class FakeBackend:
+    """Records requests; answers with the request's own async id."""
+
+    sent: list[tuple[str, int]] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+    reject_next: bool = False
+    live: set[int] = field(default_factory=set)
+
+    def request(self, data: bytes) -> bytes:
+        req = ffi_pb2.FfiRequest.FromString(data)
+        which = req.WhichOneof("message")
+        assert which is not None
+        if self.reject_next:
+            self.reject_next = False
+            from lkrtc_trio._errors import NativeError
+
+            raise NativeError("rejected by the fake backend")
+        async_id = getattr(req, which).request_async_id
+        self.sent.append((which, async_id))
+        resp = ffi_pb2.FfiResponse()
+        getattr(resp, which).async_id = async_id
+        return resp.SerializeToString()
+
+    def drop_handle(self, handle: int) -> bool:
+        self.dropped.append(handle)
+        return True
+
+
+def fake_runtime() -> tuple[Runtime, FakeBackend]:
+    backend = FakeBackend()
+    return Runtime(backend), backend
+
+
+def publish_data_request() -> ffi_pb2.FfiRequest:
+    req = ffi_pb2.FfiRequest()
+    req.publish_data.local_participant_handle = 1
+    req.publish_data.data_ptr = 0
+    req.publish_data.data_len = 0
+    req.publish_data.reliable = True
+    return req
+
+
+def completion(async_id: int, tag: str = "") -> bytes:
+    """A ``publish_data`` completion for ``async_id``; ``tag`` rides in ``error``."""
+    ev = ffi_pb2.FfiEvent()
+    ev.publish_data.async_id = async_id
+    if tag:
+        ev.publish_data.error = tag
+    return ev.SerializeToString()
+
+
+def connect_completion(async_id: int, room: int, local: int, remotes: list[int]) -> bytes:
+    """A successful ``connect`` completion that carries owned handles."""
+    ev = ffi_pb2.FfiEvent()
+    cb = ev.connect
+    cb.async_id = async_id
+    res = cb.result
+    res.room.handle.id = room
+    res.room.info.name = "r"
+    res.local_participant.handle.id = local
+    for h in remotes:
+        pt = res.participants.add()
+        pt.participant.handle.id = h
+    return ev.SerializePartialToString()

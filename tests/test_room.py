@@ -1,0 +1,255 @@
+"""Rooms against a real livekit-server (started by the session fixture).
+
+Rules: the server and every participant run on the test host (the run's own
+network namespace, or loopback), ports are free ports, and every wait is
+bounded by ``fail_after``.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+import lkrtc_trio as lk
+from lkrtc_trio._runtime import get_runtime
+from lkrtc_trio.testing import ServerInfo, free_port, test_host
+from lkrtc_trio.testing.pytest_plugin import TokenFactory
+
+from .peers._official import open_official_peer
+
+pytestmark = pytest.mark.integration
+
+CLIENT_INITIATED = 1
+SEE_TIMEOUT = 20  # the server batches participant updates (about 3 s)
+
+
+async def wait_released(timeout: float = 10) -> None:
+    """Waits until no request is pending and no native handle is owned."""
+    with trio.fail_after(timeout):
+        while lk.pending_requests() or lk.live_native_handles():
+            await trio.sleep(0.01)
+
+
+async def test_two_trio_clients_see_each_other_and_leave_cleanly(
+    livekit_server: ServerInfo, livekit_token: TokenFactory, livekit_room_name: str
+) -> None:
+    url = livekit_server.url
+    async with lk.open_room(url, livekit_token("alice")) as alice:
+        assert alice.isconnected()
+        assert alice.name == livekit_room_name
+        assert alice.local_participant.identity == "alice"
+        assert alice.connection_state == 1
+        with alice.events() as events:
+            async with lk.open_room(url, livekit_token("bob")) as bob:
+                with trio.fail_after(SEE_TIMEOUT):
+                    seen_by_alice = await alice.wait_for_participant("bob")
+                    seen_by_bob = await bob.wait_for_participant("alice")
+                assert seen_by_alice.identity == "bob"
+                assert seen_by_alice.sid == bob.local_participant.sid
+                assert seen_by_bob.sid == alice.local_participant.sid
+                assert set(alice.remote_participants) == {"bob"}
+                assert lk.live_native_handles() >= 4  # 2 rooms, 2 locals, remotes
+            # bob left: alice is told, with state updated first
+            with trio.fail_after(SEE_TIMEOUT):
+                async for event in events:
+                    if isinstance(event, lk.ParticipantConnected):
+                        assert event.participant.identity == "bob"
+                    if isinstance(event, lk.ParticipantDisconnected):
+                        assert event.participant.identity == "bob"
+                        assert event.reason == CLIENT_INITIATED
+                        assert "bob" not in alice.remote_participants
+                        break
+            assert not bob.isconnected()
+            with pytest.raises(lk.RoomClosedError):
+                bob.events()
+    assert not alice.isconnected()
+    await wait_released()
+
+
+async def test_subscription_ends_when_room_closes_and_wait_fails(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    async with lk.open_room(livekit_server.url, livekit_token("solo")) as room:
+        sub = room.events()
+        async with trio.open_nursery() as nursery:
+            outcome: list[BaseException] = []
+
+            async def wait_for_ghost() -> None:
+                try:
+                    await room.wait_for_participant("ghost")
+                except lk.RoomClosedError as exc:
+                    outcome.append(exc)
+
+            nursery.start_soon(wait_for_ghost)
+            await trio.testing.wait_all_tasks_blocked()
+            await room.disconnect()
+        assert len(outcome) == 1
+        with trio.fail_after(5):
+            rest = [e async for e in sub]  # ends instead of hanging
+        assert all(not isinstance(e, lk.ParticipantConnected) for e in rest)
+        assert not room.isconnected()
+        with pytest.raises(lk.RoomClosedError):
+            await room.get_rtc_stats()
+    await wait_released()
+
+
+async def test_official_sdk_peer_and_trio_client_see_each_other(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    url = livekit_server.url
+    async with lk.open_room(url, livekit_token("trio-side")) as room:
+        with room.events() as events:
+            async with open_official_peer(url, livekit_token("asyncio-side")) as peer:
+                with trio.fail_after(SEE_TIMEOUT):
+                    p = await room.wait_for_participant("asyncio-side")
+                    if "trio-side" not in peer.connected["remote"]:
+                        await peer.wait_for("participant_connected", identity="trio-side")
+                assert p.identity == "asyncio-side"
+                reply = await peer.call("list")
+                assert reply["result"] == ["trio-side"]
+            with trio.fail_after(SEE_TIMEOUT):
+                async for event in events:
+                    if isinstance(event, lk.ParticipantDisconnected):
+                        assert event.participant.identity == "asyncio-side"
+                        break
+        # and the other way round: the official peer sees us leave
+        async with open_official_peer(url, livekit_token("watcher")) as watcher:
+            async with lk.open_room(url, livekit_token("leaver")):
+                with trio.fail_after(SEE_TIMEOUT):
+                    if "leaver" not in watcher.connected["remote"]:
+                        await watcher.wait_for("participant_connected", identity="leaver")
+            with trio.fail_after(SEE_TIMEOUT):
+                gone = await watcher.wait_for("participant_disconnected", identity="leaver")
+            assert gone["identity"] == "leaver"
+    await wait_released()
+
+
+async def test_bad_token_raises_connect_error_quickly(livekit_server: ServerInfo) -> None:
+    start = trio.current_time()
+    with pytest.raises(lk.ConnectError) as info:
+        async with lk.open_room(livekit_server.url, "not-a-token"):
+            pytest.fail("connected with a bad token")
+    assert "401" in info.value.reason or "unauthorized" in info.value.reason.lower()
+    assert trio.current_time() - start < 5
+    await wait_released()
+
+
+async def test_unreachable_server_raises_within_connect_timeout() -> None:
+    port = free_port(test_host())  # nobody listens there
+    url = f"ws://{test_host()}:{port}"
+    from lkrtc_trio.testing import mint_token
+
+    opts = lk.RoomOptions(connect_timeout=3.0)
+    start = trio.current_time()
+    with pytest.raises(lk.ConnectError) as info:
+        async with lk.open_room(url, mint_token("x", "r"), options=opts):
+            pytest.fail("connected to nothing")
+    assert trio.current_time() - start < 3.0 + 2.5
+    assert info.value.reason
+    await wait_released()
+
+
+async def test_malformed_url_raises_connect_error() -> None:
+    from lkrtc_trio.testing import mint_token
+
+    with trio.fail_after(10), pytest.raises(lk.ConnectError):
+        async with lk.open_room("not a url", mint_token("x", "r")):
+            pytest.fail("connected to a malformed URL")
+    with pytest.raises(TypeError):
+        async with lk.open_room(b"ws://x", "t"):  # type: ignore[arg-type]
+            pass
+    await wait_released()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.005, 0.02, 0.05, 0.1, 0.3])
+async def test_cancelling_connect_leaves_nothing_behind(
+    livekit_server: ServerInfo, livekit_token: TokenFactory, delay: float
+) -> None:
+    url = livekit_server.url
+    async with lk.open_room(url, livekit_token("observer")) as observer:
+        entered = False
+        with trio.move_on_after(delay) as scope:
+            async with lk.open_room(url, livekit_token("cancelled")):
+                entered = True
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        # No task was left behind (the nursery of this test would wait for it),
+        # no waiter stays pending, and the late result's handles are released.
+        with trio.fail_after(15):
+            while lk.pending_requests() or lk.live_native_handles() > _handles_of(observer):
+                await trio.sleep(0.01)
+        # If the connect got through before the cancel, the room was left.
+        with trio.fail_after(SEE_TIMEOUT):
+            while "cancelled" in observer.remote_participants:
+                await trio.sleep(0.05)
+        assert entered or lk.live_native_handles() == _handles_of(observer)
+    await wait_released()
+
+
+def _handles_of(room: lk.Room) -> int:
+    return 2 + sum(1 + len(p.track_publications) for p in room.remote_participants.values())
+
+
+async def test_thousand_concurrent_requests_each_get_their_own_completion(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """1000 native requests in flight at once through the real library; each
+    completion carries its own request_async_id back to its own caller."""
+    from lkrtc_trio import _lkffi
+    from lkrtc_trio._proto import ffi_pb2
+
+    rt = get_runtime()
+    payload = b"x" * 32
+    keep = _lkffi.ffi.from_buffer(payload)
+    async with lk.open_room(livekit_server.url, livekit_token("burst")) as room:
+        lp_handle = room.local_participant._handle.id
+        paired = 0
+
+        async def one() -> None:
+            nonlocal paired
+            req = ffi_pb2.FfiRequest()
+            pd = req.publish_data
+            pd.local_participant_handle = lp_handle
+            pd.data_ptr = int(_lkffi.ffi.cast("uintptr_t", keep))
+            pd.data_len = len(payload)
+            pd.reliable = True
+            pd.topic = "burst"
+            cb = await rt.request_async(req, "publish_data")
+            assert cb.async_id == pd.request_async_id
+            assert not cb.error
+            paired += 1
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for _ in range(1000):
+                    nursery.start_soon(one)
+        assert paired == 1000
+        assert lk.pending_requests() == 0
+    del keep
+    await wait_released()
+
+
+def test_asyncio_backend_smoke(livekit_server: ServerInfo, livekit_token: TokenFactory) -> None:
+    """The same rooms run on asyncio through anyio."""
+    url = livekit_server.url
+    tok_a, tok_b = livekit_token("aio-a"), livekit_token("aio-b")
+
+    async def main() -> None:
+        async with lk.open_room(url, tok_a) as a:
+            with a.events() as events:
+                async with lk.open_room(url, tok_b) as b:
+                    with anyio.fail_after(SEE_TIMEOUT):
+                        await a.wait_for_participant("aio-b")
+                        await b.wait_for_participant("aio-a")
+                with anyio.fail_after(SEE_TIMEOUT):
+                    async for event in events:
+                        if isinstance(event, lk.ParticipantDisconnected):
+                            break
+        with anyio.fail_after(10):
+            while lk.pending_requests() or lk.live_native_handles():
+                await anyio.sleep(0.01)
+
+    anyio.run(main, backend="asyncio")
+    assert lk.live_native_handles() == 0
