@@ -271,7 +271,9 @@ class Dispatcher:
     def _stray(self, which: str, key: int, msg: Any) -> None:
         self.stray_count += 1
         handles = owned_handle_ids(msg)
-        log.debug("dropped %s event for unknown id %d (releasing %d handles)", which, key, len(handles))
+        log.debug(
+            "dropped %s event for unknown id %d (releasing %d handles)", which, key, len(handles)
+        )
         for h in handles:
             self._release(h)
 

@@ -48,22 +48,19 @@ __all__ = [
     "TranscriptionReceived",
 ]
 
-_event = dataclass(frozen=True, slots=True, kw_only=True)
-
-
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantConnected:
     participant: RemoteParticipant
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantDisconnected:
     participant: RemoteParticipant
     #: ``DisconnectReason`` value.
     reason: int = 0
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DataReceived:
     payload: bytes
     participant: RemoteParticipant | None
@@ -72,143 +69,143 @@ class DataReceived:
     kind: int
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SipDTMFReceived:
     code: int
     digit: str
     participant: RemoteParticipant | None
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TranscriptionReceived:
     segments: Sequence[Any]
     participant: Participant | None
     publication: TrackPublication | None
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantMetadataChanged:
     participant: Participant
     old_metadata: str
     metadata: str
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantNameChanged:
     participant: Participant
     old_name: str
     name: str
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantAttributesChanged:
     participant: Participant
     changed_attributes: Mapping[str, str]
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackPublished:
     publication: TrackPublication
     participant: RemoteParticipant
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackUnpublished:
     publication: TrackPublication
     participant: RemoteParticipant
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackSubscribed:
     track: Any
     publication: TrackPublication
     participant: RemoteParticipant
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackUnsubscribed:
     track: Any
     publication: TrackPublication
     participant: RemoteParticipant
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackSubscriptionFailed:
     participant: RemoteParticipant
     track_sid: str
     error: str
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackMuted:
     participant: Participant
     publication: TrackPublication
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackUnmuted:
     participant: Participant
     publication: TrackPublication
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LocalTrackPublished:
     publication: TrackPublication
     participant: LocalParticipant
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LocalTrackUnpublished:
     publication: TrackPublication
     participant: LocalParticipant
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionStateChanged:
     #: ``ConnectionState`` value: 0 disconnected, 1 connected, 2 reconnecting.
     state: int
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reconnecting:
     pass
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reconnected:
     pass
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Disconnected:
     #: ``DisconnectReason`` value.
     reason: int
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoomMetadataChanged:
     old_metadata: str
     metadata: str
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoomSidChanged:
     sid: str
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActiveSpeakersChanged:
     speakers: Sequence[Participant]
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionQualityChanged:
     participant: Participant
     #: ``ConnectionQuality`` value.
     quality: int
 
 
-@_event
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NativeRoomEvent:
     """A native room event lkrtc_trio has no dedicated class for yet.
 

@@ -127,7 +127,7 @@ class NativeLib:
     def _out_params(self) -> tuple[Any, Any]:
         tl = self._res_ptr
         try:
-            return tl.ptr, tl.len  # type: ignore[no-any-return]
+            return tl.ptr, tl.len
         except AttributeError:
             tl.ptr = self._ffi.new("const char **")
             tl.len = self._ffi.new("size_t *")
@@ -146,7 +146,9 @@ class NativeLib:
         lib = self._lib
         handle = lib.lk_request(data, len(data), res_ptr, res_len)
         if not handle:
-            raise NativeError("the native core rejected the request (see the lkrtc_trio.native log)")
+            raise NativeError(
+                "the native core rejected the request (see the lkrtc_trio.native log)"
+            )
         out: bytes = self._ffi.unpack(res_ptr[0], res_len[0])
         lib.lk_drop_handle(handle)
         return out
@@ -224,8 +226,7 @@ def _check_schema(lib: NativeLib) -> None:
         resp = ffi_pb2.FfiResponse.FromString(lib.request(req.SerializeToString()))
     except (NativeError, DecodeError) as exc:
         raise NativeLoadError(
-            f"{lib.path} does not speak the protobuf schema of livekit "
-            f"{lib.livekit_version}: {exc}"
+            f"{lib.path} does not speak the protobuf schema of livekit {lib.livekit_version}: {exc}"
         ) from exc
     if resp.WhichOneof("message") != "new_audio_resampler":
         raise NativeLoadError(

@@ -19,6 +19,7 @@ from typing import Any, final
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectStreamStatistics
 
 from . import _events as ev
 from ._dispatch import owned_handle_ids
@@ -190,7 +191,7 @@ class EventSubscription:
     ) -> None:
         self.close()
 
-    def statistics(self) -> anyio.streams.memory.MemoryObjectStreamStatistics:
+    def statistics(self) -> MemoryObjectStreamStatistics:
         return self._recv.statistics()
 
 
@@ -198,9 +199,7 @@ class EventSubscription:
 class Room:
     """A connected room. Get one from :func:`open_room`; do not construct it."""
 
-    def __init__(
-        self, runtime: Runtime, result: Any, options: RoomOptions
-    ) -> None:
+    def __init__(self, runtime: Runtime, result: Any, options: RoomOptions) -> None:
         rt = runtime
         self._rt = rt
         self._options = options
@@ -468,7 +467,9 @@ class Room:
         handler = self._handlers.get(kind)
         if handler is None:
             self._release_unadopted(re)
-            out: ev.RoomEvent | None = ev.NativeRoomEvent(name=kind or "", message=getattr(re, kind))
+            out: ev.RoomEvent | None = ev.NativeRoomEvent(
+                name=kind or "", message=getattr(re, kind)
+            )
         else:
             out = handler(getattr(re, kind))
         if out is not None:

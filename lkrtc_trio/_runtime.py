@@ -120,9 +120,7 @@ class Runtime:
         resp.MergeFromString(self.backend.request(req.SerializeToString()))
         return resp
 
-    async def request_async(
-        self, req: Any, field: str, *, reaper: Reaper | None = None
-    ) -> Any:
+    async def request_async(self, req: Any, field: str, *, reaper: Reaper | None = None) -> Any:
         """Sends an asynchronous request and waits for its own completion.
 
         ``req.<field>.request_async_id`` is set to a fresh id and its waiter is
@@ -213,4 +211,3 @@ def pending_requests() -> int:
     those of cancelled calls, until their late completion is released)."""
     rt = _runtime
     return 0 if rt is None else rt.dispatcher.pending()
-

@@ -25,9 +25,9 @@ CLIENT_INITIATED = 1
 SEE_TIMEOUT = 20  # the server batches participant updates (about 3 s)
 
 
-async def wait_released(timeout: float = 10) -> None:
+async def wait_released(limit: float = 10) -> None:
     """Waits until no request is pending and no native handle is owned."""
-    with trio.fail_after(timeout):
+    with trio.fail_after(limit):
         while lk.pending_requests() or lk.live_native_handles():
             await trio.sleep(0.01)
 
@@ -227,7 +227,6 @@ async def test_thousand_concurrent_requests_each_get_their_own_completion(
                     nursery.start_soon(one)
         assert paired == 1000
         assert lk.pending_requests() == 0
-    del keep
     await wait_released()
 
 
