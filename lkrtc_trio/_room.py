@@ -27,6 +27,8 @@ from ._errors import (
     ConnectError,
     EventOverflowError,
     LiveKitError,
+    NativeError,
+    NativePanicError,
     RoomClosedError,
     RoomDisconnectedError,
 )
@@ -122,6 +124,7 @@ class EventSubscription:
         self._send, self._recv = anyio.create_memory_object_stream[ev.RoomEvent](max_buffer)
         self._max_buffer = max_buffer
         self._overflowed = False
+        self._failure: BaseException | None = None
 
     # called by the room, on the loop
     def _offer(self, event: ev.RoomEvent) -> None:
@@ -134,7 +137,8 @@ class EventSubscription:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._room._subs.discard(self)
 
-    def _finish(self) -> None:
+    def _finish(self, failure: BaseException | None = None) -> None:
+        self._failure = failure
         self._send.close()
 
     async def receive(self) -> ev.RoomEvent:
@@ -143,6 +147,8 @@ class EventSubscription:
         Raises:
             EventOverflowError: this subscriber fell more than ``max_buffer``
                 events behind (raised at once, by the next receive).
+            NativePanicError: the native core panicked (after the events that
+                came before the panic were received).
             anyio.EndOfStream: the room is closed and every event was received.
             anyio.ClosedResourceError: you closed this subscription.
 
@@ -152,7 +158,11 @@ class EventSubscription:
             raise EventOverflowError(
                 f"room event subscriber fell more than {self._max_buffer} events behind"
             )
-        return await self._recv.receive()
+        try:
+            return await self._recv.receive()
+        except anyio.EndOfStream:
+            self._raise_failure()
+            raise
 
     def receive_nowait(self) -> ev.RoomEvent:
         """Like :meth:`receive`, but raises ``anyio.WouldBlock`` when empty."""
@@ -160,7 +170,15 @@ class EventSubscription:
             raise EventOverflowError(
                 f"room event subscriber fell more than {self._max_buffer} events behind"
             )
-        return self._recv.receive_nowait()
+        try:
+            return self._recv.receive_nowait()
+        except anyio.EndOfStream:
+            self._raise_failure()
+            raise
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise NativePanicError(str(self._failure)) from self._failure
 
     def __aiter__(self) -> EventSubscription:
         return self
@@ -363,8 +381,6 @@ class Room:
         req.get_session_stats.room_handle = self._handle.id
         cb = await self._rt.request_async(req, "get_session_stats")
         if cb.error:
-            from ._errors import NativeError
-
             raise NativeError(f"get_rtc_stats failed: {cb.error}")
         return RtcStats(
             publisher_stats=list(cb.result.publisher_stats),
@@ -386,8 +402,6 @@ class Room:
         req.simulate_scenario.scenario = scenario  # type: ignore[assignment]
         cb = await self._rt.request_async(req, "simulate_scenario")
         if cb.HasField("error") and cb.error:
-            from ._errors import NativeError
-
             raise NativeError(f"simulate_scenario failed: {cb.error}")
 
     def __repr__(self) -> str:
@@ -398,9 +412,7 @@ class Room:
         if self._closed:
             raise RoomClosedError("the room is closed")
         if self._failure is not None:
-            raise RoomDisconnectedError(
-                f"the room failed: {self._failure}", self._disconnect_reason
-            ) from self._failure
+            raise NativePanicError(str(self._failure)) from self._failure
         if self._ended.is_set():
             raise RoomDisconnectedError(
                 f"the room was disconnected (reason {self._disconnect_reason})",
@@ -444,7 +456,7 @@ class Room:
     def _end(self) -> None:
         self._ended.set()
         for sub in list(self._subs):
-            sub._finish()
+            sub._finish(self._failure)
         self._subs.clear()
         arrivals, self._arrivals = self._arrivals, {}
         for e in arrivals.values():
