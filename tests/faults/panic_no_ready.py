@@ -86,4 +86,4 @@ def _handles(cb: object) -> list[int]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(trio.run(main, *sys.argv[1:4])), flush=True)
+    print(json.dumps(trio.run(main, sys.argv[1], sys.argv[2], sys.argv[3])), flush=True)
