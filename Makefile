@@ -33,7 +33,7 @@ server: $(STAMP)
 	$(VPY) -m lkrtc_trio.testing install-server
 
 lint: $(STAMP)
-	$(VPY) -m ruff check lkrtc_trio tests examples
+	$(VPY) -m ruff check lkrtc_trio tests examples bench
 
 typecheck: $(STAMP)
 	$(VPY) -m mypy

@@ -107,7 +107,7 @@ class NativeLib:
         self._pid = os.getpid()
         self._forked = False
         self._lib = lib
-        self._res_ptr = threading.local()
+        self._tls = threading.local()
 
         @self._ffi.def_extern(onerror=_on_callback_error)  # type: ignore[untyped-decorator]
         def lk_on_event(data: Any, length: int) -> None:
@@ -124,14 +124,10 @@ class NativeLib:
     def _after_fork_in_child(self) -> None:
         self._forked = True
 
-    def _out_params(self) -> tuple[Any, Any]:
-        tl = self._res_ptr
-        try:
-            return tl.ptr, tl.len
-        except AttributeError:
-            tl.ptr = self._ffi.new("const char **")
-            tl.len = self._ffi.new("size_t *")
-            return tl.ptr, tl.len
+    def _new_out_params(self) -> tuple[Any, Any]:
+        tl = self._tls
+        tl.out = self._ffi.new("const char **"), self._ffi.new("size_t *")
+        return tl.out  # type: ignore[no-any-return]
 
     def request(self, data: bytes) -> bytes:
         """Sends one serialized request; returns the serialized response.
@@ -142,7 +138,10 @@ class NativeLib:
         """
         if self._forked:
             raise ForkError("the native core cannot be used after fork() in the child process")
-        res_ptr, res_len = self._out_params()
+        try:
+            res_ptr, res_len = self._tls.out  # one pair of out-parameters per thread
+        except AttributeError:
+            res_ptr, res_len = self._new_out_params()
         lib = self._lib
         handle = lib.lk_request(data, len(data), res_ptr, res_len)
         if not handle:
