@@ -327,3 +327,18 @@ def test_owned_handles_are_found_in_nested_messages() -> None:
     empty = ffi_pb2.FfiEvent()
     empty.publish_data.async_id = 1
     assert owned_handle_ids(empty) == []
+
+
+def test_stray_completion_is_logged_and_its_handles_released(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from .fakes import connect_completion
+
+    backend = FakeBackend()
+    rt = Runtime(backend)
+    with caplog.at_level(logging.DEBUG, logger="lkrtc_trio.dispatch"):
+        rt.bridge.push(connect_completion(99, room=5, local=6, remotes=[7]))
+        rt.bridge.drain_now()
+    assert rt.dispatcher.stray_count == 1
+    assert sorted(backend.dropped) == [5, 6, 7]
+    assert any("unknown id 99" in r.getMessage() for r in caplog.records)
