@@ -14,8 +14,14 @@ from ._errors import LiveKitError as LiveKitError
 from ._errors import NativeError as NativeError
 from ._errors import NativeLoadError as NativeLoadError
 from ._errors import NativePanicError as NativePanicError
+from ._errors import ParticipantUpdateError as ParticipantUpdateError
+from ._errors import PublishDataError as PublishDataError
+from ._errors import PublishDTMFError as PublishDTMFError
+from ._errors import PublishTrackError as PublishTrackError
+from ._errors import PublishTranscriptionError as PublishTranscriptionError
 from ._errors import RoomClosedError as RoomClosedError
 from ._errors import RoomDisconnectedError as RoomDisconnectedError
+from ._errors import UnpublishTrackError as UnpublishTrackError
 from ._events import ActiveSpeakersChanged as ActiveSpeakersChanged
 from ._events import ConnectionQualityChanged as ConnectionQualityChanged
 from ._events import ConnectionStateChanged as ConnectionStateChanged
@@ -43,15 +49,22 @@ from ._events import TrackUnmuted as TrackUnmuted
 from ._events import TrackUnpublished as TrackUnpublished
 from ._events import TrackUnsubscribed as TrackUnsubscribed
 from ._events import TranscriptionReceived as TranscriptionReceived
+from ._participant import DATA_PACKET_OVERHEAD as DATA_PACKET_OVERHEAD
+from ._participant import MAX_DATA_BYTES as MAX_DATA_BYTES
 from ._participant import LocalParticipant as LocalParticipant
 from ._participant import Participant as Participant
 from ._participant import RemoteParticipant as RemoteParticipant
+from ._participant import RpcHandler as RpcHandler
 from ._participant import TrackPublication as TrackPublication
+from ._participant import Transcription as Transcription
+from ._participant import TranscriptionSegment as TranscriptionSegment
 from ._room import EventSubscription as EventSubscription
 from ._room import Room as Room
 from ._room import RoomOptions as RoomOptions
 from ._room import RtcStats as RtcStats
 from ._room import open_room as open_room
+from ._rpc import RpcError as RpcError
+from ._rpc import RpcInvocationData as RpcInvocationData
 from ._runtime import live_native_handles as live_native_handles
 from ._runtime import pending_requests as pending_requests
 

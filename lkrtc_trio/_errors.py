@@ -12,8 +12,14 @@ __all__ = [
     "NativeError",
     "NativeLoadError",
     "NativePanicError",
+    "ParticipantUpdateError",
+    "PublishDTMFError",
+    "PublishDataError",
+    "PublishTrackError",
+    "PublishTranscriptionError",
     "RoomClosedError",
     "RoomDisconnectedError",
+    "UnpublishTrackError",
 ]
 
 
@@ -86,3 +92,31 @@ class EventOverflowError(LiveKitError):
     never dropped silently: open a new subscription (and re-read room state) to
     continue.
     """
+
+
+class PublishDataError(LiveKitError):
+    """``publish_data`` failed: the payload is over the limit (raised before
+    anything is sent) or the native core could not send it."""
+
+
+class PublishDTMFError(LiveKitError):
+    """``publish_dtmf`` failed: an invalid code/digit (raised before anything is
+    sent) or the native core could not send it."""
+
+
+class PublishTranscriptionError(LiveKitError):
+    """``publish_transcription`` failed."""
+
+
+class PublishTrackError(LiveKitError):
+    """``publish_track`` failed."""
+
+
+class UnpublishTrackError(LiveKitError):
+    """``unpublish_track`` failed."""
+
+
+class ParticipantUpdateError(LiveKitError):
+    """``set_metadata``, ``set_name`` or ``set_attributes`` was refused (for
+    example without the ``canUpdateOwnMetadata`` grant) or failed. The official
+    SDK ignores these failures; lkrtc_trio raises."""

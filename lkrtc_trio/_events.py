@@ -48,6 +48,7 @@ __all__ = [
     "TranscriptionReceived",
 ]
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantConnected:
     participant: RemoteParticipant

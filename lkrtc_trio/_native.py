@@ -46,6 +46,15 @@ class NativeBackend(Protocol):
         """Releases a native handle; False if it was unknown."""
         ...
 
+    def address_of(self, data: Any) -> tuple[Any, int]:
+        """Pins a bytes-like object without copying it; returns (keep-alive,
+        address). The address is valid while the keep-alive object lives."""
+        ...
+
+    def read(self, address: int, length: int) -> bytes:
+        """Copies ``length`` bytes of native memory at ``address``."""
+        ...
+
 
 def find_library() -> Path:
     """Locates ``liblivekit_ffi``: ``LIVEKIT_LIB_PATH``, then the livekit wheel.
@@ -157,6 +166,20 @@ class NativeLib:
         if self._forked:
             return False
         return bool(self._lib.lk_drop_handle(handle))
+
+    def address_of(self, data: Any) -> tuple[Any, int]:
+        """See :meth:`NativeBackend.address_of` (``ffi.from_buffer``: no copy)."""
+        ffi = self._ffi
+        keep = ffi.from_buffer(data)
+        return keep, int(ffi.cast("uintptr_t", keep))
+
+    def read(self, address: int, length: int) -> bytes:
+        """See :meth:`NativeBackend.read`."""
+        if not length:
+            return b""
+        ffi = self._ffi
+        out: bytes = ffi.unpack(ffi.cast("const char *", address), length)
+        return out
 
     def dispose(self) -> None:
         """Shuts the native core down (at interpreter exit)."""

@@ -7,13 +7,59 @@ state by accident.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, final
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, final, overload
+
+import anyio
+
+from ._errors import (
+    ParticipantUpdateError,
+    PublishDataError,
+    PublishDTMFError,
+    PublishTranscriptionError,
+)
+from ._proto import ffi_pb2
+from ._rpc import MAX_PAYLOAD_BYTES, RpcError, RpcInvocationData
 
 if TYPE_CHECKING:
+    from ._room import Room
     from ._runtime import OwnedHandle
 
-__all__ = ["LocalParticipant", "Participant", "RemoteParticipant", "TrackPublication"]
+__all__ = [
+    "DATA_PACKET_OVERHEAD",
+    "MAX_DATA_BYTES",
+    "LocalParticipant",
+    "Participant",
+    "RemoteParticipant",
+    "RpcHandler",
+    "TrackPublication",
+    "Transcription",
+    "TranscriptionSegment",
+]
+
+log = logging.getLogger("lkrtc_trio.participant")
+
+#: The data channel's negotiated maximum message size (bytes), reliable or lossy.
+#: A packet is the payload plus the topic, the destination identities and
+#: framing (``DATA_PACKET_OVERHEAD``); larger packets are refused before
+#: anything is sent (oversized packets once broke the data channel for good,
+#: rust-sdks #554). With no topic and no destinations the largest payload is
+#: ``MAX_DATA_BYTES - DATA_PACKET_OVERHEAD`` = 63936 bytes.
+MAX_DATA_BYTES = 64_000
+#: Framing bytes reserved per packet (measured: 40 with a 1-byte topic).
+DATA_PACKET_OVERHEAD = 64
+#: Extra time given to the native RPC timeout before lkrtc_trio gives up itself.
+_RPC_GRACE = 5.0
+_DEFAULT_RPC_TIMEOUT = 15.0
+_MAX_ROUND_TRIP_MS = 7_000
+_DTMF = "0123456789*#ABCD"
+
+RpcHandler = Callable[[RpcInvocationData], "str | Awaitable[str]"]
+H = TypeVar("H", bound=RpcHandler)
 
 
 class TrackPublication:
@@ -123,7 +169,450 @@ class RemoteParticipant(Participant):
 
 
 @final
-class LocalParticipant(Participant):
-    """This client's participant in the room."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptionSegment:
+    """One segment of a transcription; times in milliseconds."""
 
-    __slots__ = ()
+    id: str
+    text: str
+    start_time: int = 0
+    end_time: int = 0
+    final: bool = False
+    language: str = ""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transcription:
+    """A transcription of one participant's track."""
+
+    participant_identity: str
+    track_sid: str
+    segments: Sequence[TranscriptionSegment]
+
+
+@final
+class LocalParticipant(Participant):
+    """This client's participant: publish data, DTMF and transcriptions, call
+    and serve RPC methods, update metadata, name and attributes.
+
+    Every call raises ``RoomClosedError`` once the room is closed (and
+    ``RoomDisconnectedError`` / ``NativePanicError`` when something else ended
+    it). Cancelling a call returns at once and leaves nothing pending.
+    """
+
+    __slots__ = ("_room", "_rpc_handlers")
+
+    def __init__(self, handle: OwnedHandle, info: Any, room: Room) -> None:
+        super().__init__(handle, info)
+        self._room = room
+        self._rpc_handlers: dict[str, RpcHandler] = {}
+
+    # -- data ----------------------------------------------------------------------
+    async def publish_data(
+        self,
+        payload: bytes | bytearray | memoryview | str,
+        *,
+        reliable: bool = True,
+        destination_identities: Iterable[str] = (),
+        topic: str = "",
+    ) -> None:
+        """Sends a data packet to every participant, or only to
+        ``destination_identities``.
+
+        The payload is handed to the native core without copying (a ``str`` is
+        encoded to UTF-8 once); do not mutate a ``bytearray`` or
+        ``memoryview`` until the call returns. Reliable packets arrive
+        complete and in order.
+
+        Raises:
+            PublishDataError: the packet would exceed ``MAX_DATA_BYTES`` (see
+                there; nothing is sent and the data channel stays usable), or
+                sending failed.
+            TypeError: a payload, topic or identity of the wrong type.
+            RoomClosedError: the room is closed.
+
+        Cancellation: returns at once; the packet may still be sent. The
+        payload buffer stays referenced until the native core is done with it.
+        """
+        data = payload.encode() if isinstance(payload, str) else payload
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"payload must be bytes or str, not {type(payload).__name__}")
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if not isinstance(topic, str):
+            raise TypeError("topic must be a str")
+        identities = _identities(destination_identities)
+        packet = (
+            size
+            + len(topic.encode())
+            + sum(len(i.encode()) + 2 for i in identities)
+            + DATA_PACKET_OVERHEAD
+        )
+        if packet > MAX_DATA_BYTES:
+            raise PublishDataError(
+                f"data packet of {packet} bytes (payload {size}) is over the limit of "
+                f"{MAX_DATA_BYTES} bytes; nothing was sent"
+            )
+        room = self._room
+        room._check_open()
+        rt = room._rt
+        keep, address = rt.backend.address_of(data) if size else (None, 0)
+        req = ffi_pb2.FfiRequest()
+        msg = req.publish_data
+        msg.local_participant_handle = self._handle.id
+        msg.data_ptr = address
+        msg.data_len = size
+        msg.reliable = reliable
+        if topic:
+            msg.topic = topic
+        if identities:
+            msg.destination_identities.extend(identities)
+
+        def hold_payload_until_done(_late: Any) -> None:
+            # Referencing `keep` pins the payload until the native core is done
+            # with it, even when this call was cancelled.
+            del _late
+            assert keep is not None or not size
+
+        cb = await rt.request_async(req, "publish_data", reaper=hold_payload_until_done)
+        if cb.error:
+            raise PublishDataError(str(cb.error))
+
+    async def publish_dtmf(self, *, code: int, digit: str) -> None:
+        """Sends a SIP DTMF tone event (RFC 4733: codes 0-9 are the digits,
+        10 ``*``, 11 ``#``, 12-15 ``A``-``D``).
+
+        Raises:
+            PublishDTMFError: ``code`` and ``digit`` are invalid or do not
+                match (nothing is sent), or sending failed.
+            RoomClosedError: the room is closed.
+
+        Cancellation: returns at once; the event may still be sent.
+        """
+        if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code < len(_DTMF):
+            raise PublishDTMFError(f"DTMF code must be an int from 0 to 15, not {code!r}")
+        if not isinstance(digit, str) or len(digit) != 1 or digit.upper() != _DTMF[code]:
+            raise PublishDTMFError(f"DTMF digit {digit!r} does not match code {code}")
+        self._room._check_open()
+        req = ffi_pb2.FfiRequest()
+        req.publish_sip_dtmf.local_participant_handle = self._handle.id
+        req.publish_sip_dtmf.code = code
+        req.publish_sip_dtmf.digit = digit.upper()
+        cb = await self._room._rt.request_async(req, "publish_sip_dtmf")
+        if cb.error:
+            raise PublishDTMFError(str(cb.error))
+
+    async def publish_transcription(self, transcription: Transcription) -> None:
+        """Publishes a transcription of a participant's track.
+
+        Raises:
+            PublishTranscriptionError: the native core or server refused it.
+            TypeError: not a :class:`Transcription`.
+            RoomClosedError: the room is closed.
+
+        Cancellation: returns at once; it may still be published.
+        """
+        if not isinstance(transcription, Transcription):
+            raise TypeError("publish_transcription takes a Transcription")
+        self._room._check_open()
+        req = ffi_pb2.FfiRequest()
+        msg = req.publish_transcription
+        msg.local_participant_handle = self._handle.id
+        msg.participant_identity = transcription.participant_identity
+        msg.track_id = transcription.track_sid
+        for seg in transcription.segments:
+            out = msg.segments.add()
+            out.id = seg.id
+            out.text = seg.text
+            out.start_time = seg.start_time
+            out.end_time = seg.end_time
+            out.final = seg.final
+            out.language = seg.language
+        cb = await self._room._rt.request_async(req, "publish_transcription")
+        if cb.error:
+            raise PublishTranscriptionError(str(cb.error))
+
+    # -- metadata, name, attributes -----------------------------------------------
+    async def set_metadata(self, metadata: str) -> None:
+        """Sets this participant's metadata and waits for the server to apply it.
+
+        Raises:
+            ParticipantUpdateError: refused (no ``canUpdateOwnMetadata`` grant)
+                or failed; the local value is unchanged.
+            TypeError: ``metadata`` is not a str.
+            RoomClosedError: the room is closed.
+
+        Cancellation: returns at once; the update may still be applied (the
+        local value then follows the server's event).
+        """
+        if not isinstance(metadata, str):
+            raise TypeError("metadata must be a str")
+        req = self._update_request("set_local_metadata")
+        req.set_local_metadata.metadata = metadata
+        await self._update(req, "set_local_metadata")
+        self._info.metadata = metadata
+
+    async def set_name(self, name: str) -> None:
+        """Sets this participant's display name; see :meth:`set_metadata`."""
+        if not isinstance(name, str):
+            raise TypeError("name must be a str")
+        req = self._update_request("set_local_name")
+        req.set_local_name.name = name
+        await self._update(req, "set_local_name")
+        self._info.name = name
+
+    async def set_attributes(self, attributes: Mapping[str, str]) -> None:
+        """Merges ``attributes`` into this participant's attributes (a key set
+        to ``""`` is removed by the server) and waits for the server.
+
+        Raises:
+            ParticipantUpdateError: refused or failed; local values unchanged.
+            TypeError: a key or value is not a str.
+            RoomClosedError: the room is closed.
+
+        Cancellation: see :meth:`set_metadata`.
+        """
+        if not isinstance(attributes, Mapping):
+            raise TypeError("attributes must be a mapping of str to str")
+        for k, v in attributes.items():
+            if not isinstance(k, str) or not isinstance(v, str) or not k:
+                raise TypeError("attribute keys must be non-empty str and values str")
+        merged = {**self._info.attributes, **attributes}
+        req = self._update_request("set_local_attributes")
+        for k, v in merged.items():
+            entry = req.set_local_attributes.attributes.add()
+            entry.key = k
+            entry.value = v
+        await self._update(req, "set_local_attributes")
+        current = self._info.attributes
+        for k, v in attributes.items():
+            if v:
+                current[k] = v
+            elif k in current:
+                del current[k]
+
+    def _update_request(self, field: str) -> Any:
+        self._room._check_open()
+        req = ffi_pb2.FfiRequest()
+        getattr(req, field).local_participant_handle = self._handle.id
+        return req
+
+    async def _update(self, req: Any, field: str) -> None:
+        cb = await self._room._rt.request_async(req, field)
+        if cb.error:
+            raise ParticipantUpdateError(f"{field.removeprefix('set_local_')}: {cb.error}")
+
+    # -- RPC ------------------------------------------------------------------------------
+    async def perform_rpc(
+        self,
+        *,
+        destination_identity: str,
+        method: str,
+        payload: str,
+        response_timeout: float | None = None,
+    ) -> str:
+        """Calls ``method`` on another participant and returns its response.
+
+        Args:
+            destination_identity: the participant to call.
+            method: the method name it registered.
+            payload: the request (at most 15360 UTF-8 bytes).
+            response_timeout: seconds to wait for the response (default 15).
+
+        Raises:
+            RpcError: the call failed; ``code`` says why (1400 unknown method,
+                1401 recipient not found, 1402 payload too large (raised before
+                sending), 1500 the handler failed, 1501/1502 timeouts, or the
+                handler's own code).
+            TypeError / ValueError: invalid arguments.
+            RoomClosedError: the room is closed.
+
+        Cancellation: returns at once and leaves nothing pending; a late
+        response is dropped, and later calls work as usual.
+        """
+        for name, value in (
+            ("destination_identity", destination_identity),
+            ("method", method),
+            ("payload", payload),
+        ):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str")
+        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+            raise RpcError.built_in(RpcError.ErrorCode.REQUEST_PAYLOAD_TOO_LARGE)
+        timeout = _DEFAULT_RPC_TIMEOUT if response_timeout is None else response_timeout
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"response_timeout must be a positive number, not {timeout!r}")
+        self._room._check_open()
+        req = ffi_pb2.FfiRequest()
+        msg = req.perform_rpc
+        msg.local_participant_handle = self._handle.id
+        msg.destination_identity = destination_identity
+        msg.method = method
+        msg.payload = payload
+        timeout_ms = max(1, round(timeout * 1000))
+        msg.response_timeout_ms = timeout_ms
+        # The ack wait never exceeds the whole timeout (short timeouts once
+        # panicked the native core: python-sdks #522).
+        msg.max_round_trip_latency_ms = min(_MAX_ROUND_TRIP_MS, timeout_ms)
+        with anyio.move_on_after(timeout + _RPC_GRACE):
+            cb = await self._room._rt.request_async(req, "perform_rpc")
+            if cb.HasField("error"):
+                raise RpcError._from_proto(cb.error)
+            return str(cb.payload)
+        raise RpcError.built_in(RpcError.ErrorCode.RESPONSE_TIMEOUT)
+
+    @overload
+    def register_rpc_method(self, method_name: str) -> Callable[[H], H]: ...
+
+    @overload
+    def register_rpc_method(self, method_name: str, handler: H) -> H: ...
+
+    def register_rpc_method(
+        self, method_name: str, handler: H | None = None
+    ) -> H | Callable[[H], H]:
+        """Serves RPC ``method_name`` with ``handler`` (decorator or direct call).
+
+        The handler (sync or async) gets an :class:`RpcInvocationData` and
+        returns the response string. Each invocation runs in the room's
+        nursery inside a cancel scope of its ``response_timeout``: overrunning
+        cancels it and the caller gets RESPONSE_TIMEOUT (1502); an
+        :class:`RpcError` it raises reaches the caller unchanged; any other
+        exception is logged and reaches the caller as APPLICATION_ERROR (1500).
+        Registering a method again replaces its handler. Sync handlers run on
+        the event loop: keep them short.
+
+        Raises:
+            TypeError: ``handler`` is not callable.
+            NativeError: the native core refused the registration.
+            RoomClosedError: the room is closed.
+        """
+        if not isinstance(method_name, str) or not method_name:
+            raise TypeError("method_name must be a non-empty str")
+
+        def register(fn: H) -> H:
+            if not callable(fn):
+                raise TypeError("an RPC handler must be callable")
+            self._room._check_open()
+            if method_name not in self._rpc_handlers:
+                req = ffi_pb2.FfiRequest()
+                req.register_rpc_method.local_participant_handle = self._handle.id
+                req.register_rpc_method.method = method_name
+                self._room._rt.request(req)
+            self._rpc_handlers[method_name] = fn
+            return fn
+
+        if handler is None:
+            return register
+        return register(handler)
+
+    def unregister_rpc_method(self, method: str) -> None:
+        """Stops serving ``method`` (callers then get UNSUPPORTED_METHOD).
+        Unknown methods are ignored.
+
+        Raises:
+            RoomClosedError: the room is closed.
+        """
+        self._room._check_open()
+        if self._rpc_handlers.pop(method, None) is None:
+            return
+        req = ffi_pb2.FfiRequest()
+        req.unregister_rpc_method.local_participant_handle = self._handle.id
+        req.unregister_rpc_method.method = method
+        self._room._rt.request(req)
+
+    def _on_rpc_invocation(self, inv: Any) -> None:
+        """Room sink: an incoming call. Runs its handler in the room's nursery."""
+        data = RpcInvocationData(
+            request_id=str(inv.request_id),
+            caller_identity=str(inv.caller_identity),
+            payload=str(inv.payload),
+            response_timeout=inv.response_timeout_ms / 1000.0,
+            method=str(inv.method),
+        )
+        tg = self._room._tg
+        if tg is None or self._room._closed:
+            self._respond(
+                inv.invocation_id,
+                None,
+                RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED),
+            )
+            return
+        self._room._rpc_started()
+        tg.start_soon(self._serve, int(inv.invocation_id), data)
+
+    async def _serve(self, invocation_id: int, data: RpcInvocationData) -> None:
+        try:
+            await self._serve_one(invocation_id, data)
+        finally:
+            self._room._rpc_finished()
+
+    async def _serve_one(self, invocation_id: int, data: RpcInvocationData) -> None:
+        handler = self._rpc_handlers.get(data.method)
+        payload: str | None = None
+        error: RpcError | None = None
+        if handler is None:
+            error = RpcError.built_in(RpcError.ErrorCode.UNSUPPORTED_METHOD)
+        else:
+            try:
+                with anyio.move_on_after(data.response_timeout) as scope:
+                    result = handler(data)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    if not isinstance(result, str):
+                        raise TypeError(
+                            f"RPC handler for {data.method!r} returned "
+                            f"{type(result).__name__}, not str"
+                        )
+                    payload = result
+                if scope.cancelled_caught:
+                    error = RpcError.built_in(RpcError.ErrorCode.RESPONSE_TIMEOUT)
+            except RpcError as exc:
+                error = exc
+            except anyio.get_cancelled_exc_class():
+                # The room is closing: tell the caller at once, then unwind.
+                self._respond(
+                    invocation_id,
+                    None,
+                    RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED),
+                )
+                raise
+            except Exception:
+                log.exception("RPC handler for %r failed; answering APPLICATION_ERROR", data.method)
+                error = RpcError.built_in(RpcError.ErrorCode.APPLICATION_ERROR)
+        if payload is not None and len(payload.encode()) > MAX_PAYLOAD_BYTES:
+            payload = None
+            error = RpcError.built_in(RpcError.ErrorCode.RESPONSE_PAYLOAD_TOO_LARGE)
+        self._respond(invocation_id, payload, error)
+
+    def _respond(self, invocation_id: int, payload: str | None, error: RpcError | None) -> None:
+        if self._handle.closed:
+            return
+        req = ffi_pb2.FfiRequest()
+        msg = req.rpc_method_invocation_response
+        msg.local_participant_handle = self._handle.id
+        msg.invocation_id = invocation_id
+        if error is not None:
+            error._to_proto(msg.error)
+        else:
+            msg.payload = payload or ""
+        try:
+            resp = self._room._rt.request(req)
+        except Exception:
+            log.exception("could not send the RPC response for invocation %d", invocation_id)
+            return
+        if resp.rpc_method_invocation_response.error:
+            log.warning(
+                "RPC response for invocation %d was refused: %s",
+                invocation_id,
+                resp.rpc_method_invocation_response.error,
+            )
+
+
+def _identities(value: Iterable[str]) -> list[str]:
+    if isinstance(value, (str, bytes)):
+        raise TypeError("destination_identities must be a sequence of identities, not a str")
+    out = list(value)
+    for ident in out:
+        if not isinstance(ident, str):
+            raise TypeError("destination identities must be str")
+    return out

@@ -32,7 +32,13 @@ from ._errors import (
     RoomClosedError,
     RoomDisconnectedError,
 )
-from ._participant import LocalParticipant, Participant, RemoteParticipant, TrackPublication
+from ._participant import (
+    LocalParticipant,
+    Participant,
+    RemoteParticipant,
+    TrackPublication,
+    TranscriptionSegment,
+)
 from ._proto import ffi_pb2, participant_pb2, room_pb2
 from ._runtime import OwnedHandle, Runtime, get_runtime
 
@@ -226,7 +232,9 @@ class Room:
         self._info = room_pb2.RoomInfo()
         self._info.CopyFrom(room.info)
         lp = result.local_participant
-        self._local = LocalParticipant(rt.own(lp.handle.id, "local_participant"), _copy(lp.info))
+        self._local = LocalParticipant(
+            rt.own(lp.handle.id, "local_participant"), _copy(lp.info), self
+        )
         self._remote: dict[str, RemoteParticipant] = {}
         for pt in result.participants:
             p = self._new_remote(pt.participant)
@@ -240,7 +248,9 @@ class Room:
         self._eos = anyio.Event()
         self._failure: BaseException | None = None
         self._closed = False
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: anyio.abc.TaskGroup | None = None  # RPC handlers run here
+        self._active_rpcs = 0
+        self._rpcs_idle: anyio.Event | None = None
         self._sink_keys = (self._handle.id, self._local._handle.id)
         self._handlers: dict[str, Callable[[Any], ev.RoomEvent | None]] = {
             "participant_connected": self._on_participant_connected,
@@ -260,6 +270,8 @@ class Room:
             "participant_attributes_changed": self._on_participant_attributes,
             "active_speakers_changed": self._on_active_speakers,
             "connection_quality_changed": self._on_connection_quality,
+            "data_packet_received": self._on_data_packet,
+            "transcription_received": self._on_transcription,
         }
 
     # -- construction helpers ----------------------------------------------------
@@ -424,6 +436,7 @@ class Room:
         if self._closed:
             return
         self._closed = True
+        await self._stop_services()
         if not self._ended.is_set() and self._handle.id:
             req = ffi_pb2.FfiRequest()
             req.disconnect.room_handle = self._handle.id
@@ -437,9 +450,36 @@ class Room:
             if self._state != CONN_DISCONNECTED:
                 self._state = CONN_DISCONNECTED
                 self._disconnect_reason = CLIENT_INITIATED
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
         self._release()
+
+    async def _run_services(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The room's own task group, inside the ``open_room`` nursery, so that
+        closing the room cancels its work without touching the caller's block."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def _stop_services(self) -> None:
+        """Cancels running RPC handlers and gives them a moment to answer their
+        callers (RECIPIENT_DISCONNECTED), bounded so a handler that ignores
+        cancellation cannot delay the disconnect."""
+        tg, self._tg = self._tg, None
+        if tg is None:
+            return
+        tg.cancel_scope.cancel()
+        if self._active_rpcs:
+            self._rpcs_idle = anyio.Event()
+            with anyio.move_on_after(min(1.0, self._options.disconnect_timeout)):
+                await self._rpcs_idle.wait()
+
+    def _rpc_started(self) -> None:
+        self._active_rpcs += 1
+
+    def _rpc_finished(self) -> None:
+        self._active_rpcs -= 1
+        if not self._active_rpcs and self._rpcs_idle is not None:
+            self._rpcs_idle.set()
 
     def _release(self) -> None:
         """Unroutes and releases every native handle; ends subscriptions."""
@@ -465,9 +505,10 @@ class Room:
     # -- native events (on the loop, via the dispatcher) ------------------------------
     def on_native_event(self, event: Any) -> None:
         which = event.WhichOneof("message")
+        if which == "rpc_method_invocation":
+            self._local._on_rpc_invocation(event.rpc_method_invocation)
+            return
         if which != "room_event":
-            # RPC invocations and other events keyed by the local participant
-            # handle arrive here; the participant API handles them.
             self._release_unadopted(getattr(event, which))
             return
         re = event.room_event
@@ -604,6 +645,39 @@ class Room:
             return None
         return ev.ConnectionQualityChanged(participant=p, quality=int(m.quality))
 
+    def _on_data_packet(self, m: Any) -> ev.RoomEvent | None:
+        sender = self._remote.get(m.participant_identity)
+        if m.HasField("user"):
+            buf = m.user.data
+            try:
+                payload = self._rt.backend.read(buf.data.data_ptr, buf.data.data_len)
+            finally:
+                self._rt._release(buf.handle.id)
+            return ev.DataReceived(
+                payload=payload, participant=sender, topic=str(m.user.topic), kind=int(m.kind)
+            )
+        if m.HasField("sip_dtmf"):
+            return ev.SipDTMFReceived(
+                code=int(m.sip_dtmf.code), digit=str(m.sip_dtmf.digit), participant=sender
+            )
+        return None
+
+    def _on_transcription(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        pub = p._publications.get(m.track_sid) if p else None
+        segments = tuple(
+            TranscriptionSegment(
+                id=str(s.id),
+                text=str(s.text),
+                start_time=int(s.start_time),
+                end_time=int(s.end_time),
+                final=bool(s.final),
+                language=str(s.language),
+            )
+            for s in m.segments
+        )
+        return ev.TranscriptionReceived(segments=segments, participant=p, publication=pub)
+
 
 def _copy(info: Any) -> Any:
     out = type(info)()
@@ -695,7 +769,7 @@ async def open_room(
     try:
         try:
             async with anyio.create_task_group() as tg:
-                room._tg = tg
+                await tg.start(room._run_services)
                 try:
                     yield room
                 finally:

@@ -9,6 +9,7 @@ native threads take.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lkrtc_trio._proto import ffi_pb2
 from lkrtc_trio._runtime import Runtime
@@ -41,6 +42,12 @@ class FakeBackend:
     def drop_handle(self, handle: int) -> bool:
         self.dropped.append(handle)
         return True
+
+    def address_of(self, data: Any) -> tuple[Any, int]:
+        return data, id(data)
+
+    def read(self, address: int, length: int) -> bytes:
+        return bytes(length)
 
 
 def fake_runtime() -> tuple[Runtime, FakeBackend]:
