@@ -305,15 +305,30 @@ class LocalParticipant(Participant):
     async def publish_transcription(self, transcription: Transcription) -> None:
         """Publishes a transcription of a participant's track.
 
+        livekit-server forwards transcriptions only from agent participants.
+
         Raises:
-            PublishTranscriptionError: the native core or server refused it.
-            TypeError: not a :class:`Transcription`.
+            PublishTranscriptionError: ``track_sid`` is not a track sid
+                (``TR_...``; nothing is sent: a transcription with a malformed
+                track sid makes every receiving native core abort its process,
+                official SDK peers included), or the native core refused it.
+            TypeError: not a :class:`Transcription`, or a segment that is not a
+                :class:`TranscriptionSegment`.
             RoomClosedError: the room is closed.
 
         Cancellation: returns at once; it may still be published.
         """
         if not isinstance(transcription, Transcription):
             raise TypeError("publish_transcription takes a Transcription")
+        sid = transcription.track_sid
+        if not isinstance(sid, str) or not sid.startswith("TR_") or len(sid) <= 3:
+            raise PublishTranscriptionError(
+                f"track_sid must be a track sid like 'TR_...', not {sid!r} "
+                "(receivers' native cores abort on a malformed one)"
+            )
+        for seg in transcription.segments:
+            if not isinstance(seg, TranscriptionSegment):
+                raise TypeError("segments must be TranscriptionSegment objects")
         self._room._check_open()
         req = ffi_pb2.FfiRequest()
         msg = req.publish_transcription
