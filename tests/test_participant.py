@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -27,7 +28,7 @@ Code = lk.RpcError.ErrorCode
 
 @asynccontextmanager
 async def rooms(
-    server: ServerInfo, token: TokenFactory, *identities: str, **grants: object
+    server: ServerInfo, token: TokenFactory, *identities: str, **grants: Any
 ) -> AsyncIterator[list[lk.Room]]:
     """Opens one room per identity and waits until all see each other."""
     async with AsyncExitStack() as stack:
