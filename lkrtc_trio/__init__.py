@@ -23,24 +23,40 @@ from ._errors import RoomClosedError as RoomClosedError
 from ._errors import RoomDisconnectedError as RoomDisconnectedError
 from ._errors import UnpublishTrackError as UnpublishTrackError
 from ._events import ActiveSpeakersChanged as ActiveSpeakersChanged
+from ._events import ChatMessageReceived as ChatMessageReceived
 from ._events import ConnectionQualityChanged as ConnectionQualityChanged
 from ._events import ConnectionStateChanged as ConnectionStateChanged
+from ._events import (
+    DataChannelBufferedAmountLowThresholdChanged as DataChannelBufferedAmountLowThresholdChanged,
+)
 from ._events import DataReceived as DataReceived
+from ._events import DataStreamEvent as DataStreamEvent
+from ._events import DataTrackPublished as DataTrackPublished
+from ._events import DataTrackUnpublished as DataTrackUnpublished
 from ._events import Disconnected as Disconnected
+from ._events import E2eeStateChanged as E2eeStateChanged
 from ._events import LocalTrackPublished as LocalTrackPublished
+from ._events import LocalTrackRepublished as LocalTrackRepublished
+from ._events import LocalTrackSubscribed as LocalTrackSubscribed
 from ._events import LocalTrackUnpublished as LocalTrackUnpublished
 from ._events import NativeRoomEvent as NativeRoomEvent
+from ._events import ParticipantActive as ParticipantActive
 from ._events import ParticipantAttributesChanged as ParticipantAttributesChanged
 from ._events import ParticipantConnected as ParticipantConnected
 from ._events import ParticipantDisconnected as ParticipantDisconnected
+from ._events import ParticipantEncryptionStatusChanged as ParticipantEncryptionStatusChanged
 from ._events import ParticipantMetadataChanged as ParticipantMetadataChanged
 from ._events import ParticipantNameChanged as ParticipantNameChanged
+from ._events import ParticipantPermissionChanged as ParticipantPermissionChanged
+from ._events import ParticipantsUpdated as ParticipantsUpdated
 from ._events import Reconnected as Reconnected
 from ._events import Reconnecting as Reconnecting
 from ._events import RoomEvent as RoomEvent
 from ._events import RoomMetadataChanged as RoomMetadataChanged
 from ._events import RoomSidChanged as RoomSidChanged
+from ._events import RoomUpdated as RoomUpdated
 from ._events import SipDTMFReceived as SipDTMFReceived
+from ._events import TokenRefreshed as TokenRefreshed
 from ._events import TrackMuted as TrackMuted
 from ._events import TrackPublished as TrackPublished
 from ._events import TrackSubscribed as TrackSubscribed

@@ -20,24 +20,38 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActiveSpeakersChanged",
+    "ChatMessageReceived",
     "ConnectionQualityChanged",
     "ConnectionStateChanged",
+    "DataChannelBufferedAmountLowThresholdChanged",
     "DataReceived",
+    "DataStreamEvent",
+    "DataTrackPublished",
+    "DataTrackUnpublished",
     "Disconnected",
+    "E2eeStateChanged",
     "LocalTrackPublished",
+    "LocalTrackRepublished",
+    "LocalTrackSubscribed",
     "LocalTrackUnpublished",
     "NativeRoomEvent",
+    "ParticipantActive",
     "ParticipantAttributesChanged",
     "ParticipantConnected",
     "ParticipantDisconnected",
+    "ParticipantEncryptionStatusChanged",
     "ParticipantMetadataChanged",
     "ParticipantNameChanged",
+    "ParticipantPermissionChanged",
+    "ParticipantsUpdated",
     "Reconnected",
     "Reconnecting",
     "RoomEvent",
     "RoomMetadataChanged",
     "RoomSidChanged",
+    "RoomUpdated",
     "SipDTMFReceived",
+    "TokenRefreshed",
     "TrackMuted",
     "TrackPublished",
     "TrackSubscribed",
@@ -207,6 +221,109 @@ class ConnectionQualityChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LocalTrackSubscribed:
+    """A remote participant subscribed to one of our tracks."""
+
+    track_sid: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class E2eeStateChanged:
+    participant: Participant | None
+    #: ``EncryptionState`` value.
+    state: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatMessageReceived:
+    #: the protobuf ``ChatMessage`` (id, timestamp, message, edit_timestamp...)
+    message: Any
+    participant: Participant | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataChannelBufferedAmountLowThresholdChanged:
+    #: ``DataPacketKind`` value.
+    kind: int
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataStreamEvent:
+    """Data-stream traffic (``stream_header_received``, ``stream_chunk_received``,
+    ``stream_trailer_received``, ``byte_stream_opened``, ``text_stream_opened``).
+    Reading data streams is not supported yet: the event carries the protobuf
+    header, chunk or trailer; stream readers are closed at once."""
+
+    name: str
+    participant: Participant | None
+    message: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomUpdated:
+    """The server changed the room's info (``room.sid``, ``room.metadata``,
+    counts); ``info`` is the protobuf ``RoomInfo``. ``moved`` is True when the
+    participant was moved to another room."""
+
+    info: Any
+    moved: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantsUpdated:
+    """The server sent fresh info for these participants (state updated first)."""
+
+    participants: Sequence[Participant]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantEncryptionStatusChanged:
+    participant: Participant
+    is_encrypted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantPermissionChanged:
+    participant: Participant
+    #: the protobuf ``ParticipantPermission``
+    permission: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenRefreshed:
+    token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantActive:
+    """The participant's connection is fully established."""
+
+    participant: Participant
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataTrackPublished:
+    """A remote data track was published (data tracks are not supported yet;
+    ``info`` is the protobuf info, its handle is released)."""
+
+    info: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataTrackUnpublished:
+    sid: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalTrackRepublished:
+    """A local track was published again after a full reconnect, under a new sid."""
+
+    previous_sid: str
+    info: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NativeRoomEvent:
     """A native room event lkrtc_trio has no dedicated class for yet.
 
@@ -243,5 +360,19 @@ RoomEvent: TypeAlias = (
     | RoomSidChanged
     | ActiveSpeakersChanged
     | ConnectionQualityChanged
+    | LocalTrackSubscribed
+    | E2eeStateChanged
+    | ChatMessageReceived
+    | DataChannelBufferedAmountLowThresholdChanged
+    | DataStreamEvent
+    | RoomUpdated
+    | ParticipantsUpdated
+    | ParticipantEncryptionStatusChanged
+    | ParticipantPermissionChanged
+    | TokenRefreshed
+    | ParticipantActive
+    | DataTrackPublished
+    | DataTrackUnpublished
+    | LocalTrackRepublished
     | NativeRoomEvent
 )

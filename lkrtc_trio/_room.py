@@ -272,6 +272,34 @@ class Room:
             "connection_quality_changed": self._on_connection_quality,
             "data_packet_received": self._on_data_packet,
             "transcription_received": self._on_transcription,
+            "local_track_subscribed": lambda m: ev.LocalTrackSubscribed(track_sid=str(m.track_sid)),
+            "e2ee_state_changed": lambda m: ev.E2eeStateChanged(
+                participant=self._participant(m.participant_identity), state=int(m.state)
+            ),
+            "chat_message": lambda m: ev.ChatMessageReceived(
+                message=m.message, participant=self._participant(m.participant_identity)
+            ),
+            "data_channel_low_threshold_changed": lambda m: (
+                ev.DataChannelBufferedAmountLowThresholdChanged(
+                    kind=int(m.kind), threshold=int(m.threshold)
+                )
+            ),
+            "stream_header_received": self._on_data_stream,
+            "stream_chunk_received": self._on_data_stream,
+            "stream_trailer_received": self._on_data_stream,
+            "byte_stream_opened": self._on_data_stream,
+            "text_stream_opened": self._on_data_stream,
+            "room_updated": self._on_room_updated,
+            "moved": self._on_room_moved,
+            "participants_updated": self._on_participants_updated,
+            "participant_encryption_status_changed": self._on_encryption_status,
+            "participant_permission_changed": self._on_permission,
+            "token_refreshed": lambda m: ev.TokenRefreshed(token=str(m.token)),
+            "track_subscription_failed": self._on_subscription_failed,
+            "participant_active": self._on_participant_active,
+            "data_track_published": self._on_data_track_published,
+            "data_track_unpublished": lambda m: ev.DataTrackUnpublished(sid=str(m.sid)),
+            "local_track_republished": self._on_local_republished,
         }
 
     # -- construction helpers ----------------------------------------------------
@@ -677,6 +705,64 @@ class Room:
             for s in m.segments
         )
         return ev.TranscriptionReceived(segments=segments, participant=p, publication=pub)
+
+    def _on_data_stream(self, m: Any) -> ev.RoomEvent | None:
+        self._release_unadopted(m)  # stream readers: not supported yet
+        return ev.DataStreamEvent(
+            name=m.DESCRIPTOR.name,
+            participant=self._participant(m.participant_identity),
+            message=m,
+        )
+
+    def _on_room_updated(self, m: Any) -> ev.RoomEvent | None:
+        self._info.CopyFrom(m)
+        return ev.RoomUpdated(info=_copy(m))
+
+    def _on_room_moved(self, m: Any) -> ev.RoomEvent | None:
+        self._info.CopyFrom(m)
+        return ev.RoomUpdated(info=_copy(m), moved=True)
+
+    def _on_participants_updated(self, m: Any) -> ev.RoomEvent | None:
+        updated: list[Participant] = []
+        for info in m.participants:
+            p = self._participant(info.identity)
+            if p is not None:
+                p._info.CopyFrom(info)
+                updated.append(p)
+        return ev.ParticipantsUpdated(participants=updated) if updated else None
+
+    def _on_encryption_status(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        if p is None:
+            return None
+        return ev.ParticipantEncryptionStatusChanged(participant=p, is_encrypted=m.is_encrypted)
+
+    def _on_permission(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        if p is None:
+            return None
+        p._info.permission.CopyFrom(m.permission)
+        return ev.ParticipantPermissionChanged(participant=p, permission=_copy(m.permission))
+
+    def _on_subscription_failed(self, m: Any) -> ev.RoomEvent | None:
+        p = self._remote.get(m.participant_identity)
+        if p is None:
+            return None
+        return ev.TrackSubscriptionFailed(
+            participant=p, track_sid=str(m.track_sid), error=str(m.error)
+        )
+
+    def _on_participant_active(self, m: Any) -> ev.RoomEvent | None:
+        p = self._participant(m.participant_identity)
+        return None if p is None else ev.ParticipantActive(participant=p)
+
+    def _on_data_track_published(self, m: Any) -> ev.RoomEvent | None:
+        self._release_unadopted(m)  # data tracks: not supported yet
+        return ev.DataTrackPublished(info=_copy(m.track.info) if m.track.HasField("info") else None)
+
+    def _on_local_republished(self, m: Any) -> ev.RoomEvent | None:
+        self._release_unadopted(m)
+        return ev.LocalTrackRepublished(previous_sid=str(m.previous_sid), info=_copy(m.info))
 
 
 def _copy(info: Any) -> Any:
