@@ -244,7 +244,9 @@ async def test_every_native_room_event_kind_is_translated() -> None:
         "track_subscribed",
         "track_unsubscribed",
     }
-    for field in ffi_pb2.FfiEvent.DESCRIPTOR.fields_by_name["room_event"].message_type.fields:
+    room_event = ffi_pb2.FfiEvent.DESCRIPTOR.fields_by_name["room_event"].message_type
+    assert room_event is not None
+    for field in room_event.fields:
         if field.name in ("room_handle", "eos"):
             continue
 
