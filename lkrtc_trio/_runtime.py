@@ -207,7 +207,10 @@ def live_native_handles() -> int:
 
 
 def pending_requests() -> int:
-    """Asynchronous requests whose completion has not arrived yet (including
-    those of cancelled calls, until their late completion is released)."""
+    """Asynchronous requests whose completion has not arrived yet.
+
+    A cancelled call stops counting at once, unless its late completion owns
+    something to release (a cancelled connect's room): such a call counts until
+    that completion arrives and is released."""
     rt = _runtime
     return 0 if rt is None else rt.dispatcher.pending()

@@ -8,6 +8,15 @@ JSON object per line; commands are read from stdin, one JSON object per line, ea
 "error": ..., "code": ...}``. Stdin EOF or a ``disconnect`` command disconnects and exits 0;
 a failed connect writes ``{"event": "error", ...}`` and exits 3. Logs go to stderr only.
 
+Commands (``"cmd"``): ``list``, ``publish_data``, ``perform_rpc``, ``register_rpc`` (behaviour
+echo/error/raise/sleep), ``unregister_rpc``, ``participant`` (a participant's identity, sid,
+name, metadata, attributes and kind as this peer sees it), ``publish_dtmf``,
+``publish_transcription``, ``set_metadata``, ``set_name``, ``set_attributes``, ``disconnect``.
+Events: ``connected``, ``participant_connected``/``_disconnected``, ``data_received``,
+``participant_metadata_changed``/``_name_changed``/``_attributes_changed``, ``track_*``,
+``sip_dtmf_received``, ``transcription_received``, ``rpc_invoked``, ``rpc_returned`` (a handler
+returned its payload), ``connection_state_changed``, ``disconnected``.
+
 This runs in its own process because one process cannot initialise the native library twice.
 """
 
@@ -144,6 +153,36 @@ def _attach_room_events(room: rtc.Room) -> None:
     ) -> None:
         emit("track_unsubscribed", identity=p.identity, track_sid=pub.sid, kind=int(pub.kind))
 
+    def on_sip_dtmf_received(dtmf: rtc.SipDTMF) -> None:
+        emit(
+            "sip_dtmf_received",
+            code=int(dtmf.code),
+            digit=dtmf.digit,
+            identity=_ident(dtmf.participant),
+        )
+
+    def on_transcription_received(
+        segments: list[rtc.TranscriptionSegment],
+        p: rtc.Participant | None,
+        pub: rtc.TrackPublication | None,
+    ) -> None:
+        emit(
+            "transcription_received",
+            identity=_ident(p),
+            track_sid=None if pub is None else pub.sid,
+            segments=[
+                {
+                    "id": s.id,
+                    "text": s.text,
+                    "start_time": int(s.start_time),
+                    "end_time": int(s.end_time),
+                    "final": bool(s.final),
+                    "language": s.language,
+                }
+                for s in segments
+            ],
+        )
+
     handlers: dict[str, Callable[..., None]] = {
         "participant_connected": on_participant_connected,
         "participant_disconnected": on_participant_disconnected,
@@ -156,6 +195,8 @@ def _attach_room_events(room: rtc.Room) -> None:
         "track_published": on_track_published,
         "track_subscribed": on_track_subscribed,
         "track_unsubscribed": on_track_unsubscribed,
+        "sip_dtmf_received": on_sip_dtmf_received,
+        "transcription_received": on_transcription_received,
     }
     for name, handler in handlers.items():
         room.on(name, handler)  # type: ignore[arg-type]  # names are valid EventTypes
@@ -185,9 +226,22 @@ def _rpc_handler(
             raise RuntimeError(str(cmd.get("message", "handler raised")))
         if behaviour == "sleep":
             await asyncio.sleep(float(cmd.get("seconds", 1.0)))
+        # written before the SDK sends the response, so it precedes any later reply
+        emit("rpc_returned", method=data.method, request_id=data.request_id)
         return data.payload
 
     return handler
+
+
+def _participant_info(p: rtc.Participant) -> JsonDict:
+    return {
+        "identity": p.identity,
+        "sid": p.sid,
+        "name": p.name,
+        "metadata": p.metadata,
+        "attributes": dict(p.attributes),
+        "kind": int(p.kind),
+    }
 
 
 class Peer:
@@ -214,14 +268,51 @@ class Peer:
             return None
         if name == "perform_rpc":
             timeout = cmd.get("response_timeout")
+            latency = cmd.get("max_round_trip_latency")
             return await lp.perform_rpc(
                 destination_identity=str(cmd["destination"]),
                 method=str(cmd["method"]),
                 payload=str(cmd.get("payload", "")),
                 response_timeout=None if timeout is None else float(timeout),
+                max_round_trip_latency=None if latency is None else float(latency),
             )
         if name == "register_rpc":
             lp.register_rpc_method(str(cmd["method"]), _rpc_handler(cmd))
+            return None
+        if name == "unregister_rpc":
+            lp.unregister_rpc_method(str(cmd["method"]))
+            return None
+        if name == "participant":
+            # The peer's view of a participant (its own when identity is omitted or its own).
+            identity = cmd.get("identity")
+            if identity is None or identity == lp.identity:
+                return _participant_info(lp)
+            remote = next(
+                (p for p in self.room.remote_participants.values() if p.identity == identity),
+                None,
+            )
+            return None if remote is None else _participant_info(remote)
+        if name == "publish_dtmf":
+            await lp.publish_dtmf(code=int(cmd["code"]), digit=str(cmd["digit"]))
+            return None
+        if name == "publish_transcription":
+            await lp.publish_transcription(
+                rtc.Transcription(
+                    participant_identity=str(cmd.get("participant_identity") or lp.identity),
+                    track_sid=str(cmd["track_sid"]),
+                    segments=[
+                        rtc.TranscriptionSegment(
+                            id=str(seg["id"]),
+                            text=str(seg["text"]),
+                            start_time=int(seg.get("start_time", 0)),
+                            end_time=int(seg.get("end_time", 0)),
+                            language=str(seg.get("language", "")),
+                            final=bool(seg.get("final", False)),
+                        )
+                        for seg in cmd.get("segments", [])
+                    ],
+                )
+            )
             return None
         if name == "set_metadata":
             await lp.set_metadata(str(cmd["metadata"]))
