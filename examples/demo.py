@@ -1,66 +1,168 @@
 """The `make demo` walkthrough: a local server and two participants.
 
 Starts ``livekit-server --dev`` on free ports (building it on first use),
-connects "alice" and "bob" with lkrtc_trio, shows that each sees the other
-through room state and events, then leaves and checks that every native
-handle was released. Exits 0 on success.
+connects "alice" and "bob" with lkrtc_trio, and then:
 
-Run: ``make demo`` (or ``python examples/demo.py`` with a server binary
-already installed: ``python -m lkrtc_trio.testing install-server``).
+1. each sees the other, through room state and through events;
+2. alice calls bob's RPC method ``greet`` (a round trip);
+3. alice sends bob a data packet on the topic "chat";
+4. bob updates his attributes, and alice sees the change;
+5. bob leaves, alice sees him go; then alice leaves, and every native
+   handle has been released.
+
+Each step is printed with the time since the start. Exits 0 only if every
+outcome is the expected one. See examples/rpc.py and examples/data.py for
+more, and docs/ for the concepts.
+
+Run: ``make demo`` (or, with the server binary already installed by
+``python -m lkrtc_trio.testing install-server``:
+``python -m lkrtc_trio.testing.netns -- python examples/demo.py``;
+``--url`` with ``--api-key``/``--api-secret`` uses a server of yours).
 """
 
 from __future__ import annotations
 
+import argparse
+import secrets
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 
 import trio
 
 import lkrtc_trio as lk
-from lkrtc_trio.testing import LocalServer, install_server, mint_token
+from lkrtc_trio.testing import (
+    DEFAULT_API_KEY,
+    DEFAULT_API_SECRET,
+    LocalServer,
+    install_server,
+    mint_token,
+)
 
-ROOM = "demo"
+START = time.monotonic()
 
 
-def say(who: str, what: str, t0: float) -> None:
-    print(f"[{time.monotonic() - t0:6.2f}s] {who:>6}: {what}", flush=True)
+def say(who: str, what: str) -> None:
+    print(f"[{time.monotonic() - START:6.2f}s] {who:>6}: {what}", flush=True)
 
 
-async def run(url: str) -> None:
-    t0 = time.monotonic()
-    async with lk.open_room(url, mint_token("alice", ROOM, name="Alice")) as alice:
-        say("alice", f"connected to room {alice.name!r} as {alice.local_participant.sid}", t0)
-        with alice.events() as events:
-            async with lk.open_room(url, mint_token("bob", ROOM, name="Bob")) as bob:
-                say("bob", f"connected; already in the room: {sorted(bob.remote_participants)}", t0)
-                with trio.fail_after(20):
-                    seen = await alice.wait_for_participant("bob")
-                    await bob.wait_for_participant("alice")
-                say("alice", f"sees {seen.identity!r} (name {seen.name!r}, sid {seen.sid})", t0)
-                say("bob", f"sees {sorted(bob.remote_participants)}", t0)
-                say("bob", "leaving", t0)
-            with trio.fail_after(20):
-                async for event in events:
-                    match event:
-                        case lk.ParticipantConnected(participant=p):
-                            say("alice", f"event: {p.identity!r} connected", t0)
-                        case lk.ParticipantDisconnected(participant=p, reason=reason):
-                            say(
-                                "alice", f"event: {p.identity!r} disconnected (reason {reason})", t0
-                            )
-                            break
-        say("alice", "leaving", t0)
+def check(ok: bool, what: str) -> None:
+    """Stops the demo (exit status 1) on an unexpected outcome."""
+    if not ok:
+        raise SystemExit(f"demo failed: {what}")
+
+
+async def see_each_other(alice: lk.Room, bob: lk.Room, alice_events: lk.EventSubscription) -> None:
+    # livekit-server tells others about participants that publish nothing in
+    # batches, every 3 s: expect about 3 s here.
+    with trio.fail_after(20):
+        seen = await alice.wait_for_participant("bob")  # from room state
+        await bob.wait_for_participant("alice")
+    say("alice", f"sees {seen.identity!r} (name {seen.name!r}, sid {seen.sid})")
+    say("bob", f"sees {sorted(bob.remote_participants)}")
+    # The same arrival as an event: room state is updated first, then the
+    # event is delivered, so it is already in alice's subscription.
+    with trio.fail_after(5):
+        async for event in alice_events:
+            match event:
+                case lk.ParticipantConnected(participant=p):
+                    say("alice", f"event: {p.identity!r} connected")
+                    check(p.identity == "bob", f"{p.identity!r} connected, not bob")
+                    break
+
+
+async def rpc_round_trip(alice: lk.Room, bob: lk.Room) -> None:
+    @bob.local_participant.register_rpc_method("greet")
+    async def greet(data: lk.RpcInvocationData) -> str:
+        say("bob", f"greet called by {data.caller_identity!r} with {data.payload!r}")
+        return f"hello {data.caller_identity}!"
+
+    say("bob", "registered the RPC method 'greet'")
+    with trio.fail_after(10):
+        reply = await alice.local_participant.perform_rpc(
+            destination_identity="bob", method="greet", payload="hi", response_timeout=5
+        )
+    say("alice", f"greet replied {reply!r}")
+    check(reply == "hello alice!", f"greet replied {reply!r}")
+
+
+async def data_exchange(alice: lk.Room, bob_events: lk.EventSubscription) -> None:
+    await alice.local_participant.publish_data(
+        b"hi bob", topic="chat", destination_identities=["bob"]
+    )
+    say("alice", "sent 'hi bob' to bob on topic 'chat'")
+    with trio.fail_after(10):
+        async for event in bob_events:
+            match event:
+                case lk.DataReceived(payload=payload, participant=sender, topic="chat"):
+                    who = sender.identity if sender is not None else None
+                    say("bob", f"received {payload!r} from {who!r} on topic 'chat'")
+                    check((payload, who) == (b"hi bob", "alice"), "wrong packet")
+                    break
+
+
+async def attributes_update(bob: lk.Room, alice_events: lk.EventSubscription) -> None:
+    await bob.local_participant.set_attributes({"status": "ready"})
+    say("bob", f"set his attributes; now {bob.local_participant.attributes}")
+    with trio.fail_after(10):
+        async for event in alice_events:
+            match event:
+                case lk.ParticipantAttributesChanged(participant=p, changed_attributes=changed):
+                    say("alice", f"event: {p.identity!r} changed attributes {dict(changed)}")
+                    check(p.identity == "bob" and changed == {"status": "ready"}, "attributes")
+                    check(p.attributes == {"status": "ready"}, "state not updated")
+                    break
+
+
+async def see_leave(alice_events: lk.EventSubscription) -> None:
+    with trio.fail_after(20):
+        async for event in alice_events:
+            match event:
+                case lk.ParticipantDisconnected(participant=p, reason=reason):
+                    say("alice", f"event: {p.identity!r} disconnected (reason {reason})")
+                    check(p.identity == "bob", f"{p.identity!r} left, not bob")
+                    break
+
+
+async def run(url: str, token: Callable[..., str]) -> None:
+    async with lk.open_room(url, token("alice", name="Alice")) as alice:
+        say("alice", f"connected to room {alice.name!r} as {alice.local_participant.sid}")
+        with alice.events() as alice_events:  # every event from now on
+            async with lk.open_room(url, token("bob", name="Bob")) as bob:
+                say("bob", f"connected; already in the room: {sorted(bob.remote_participants)}")
+                with bob.events() as bob_events:
+                    say("demo", "-- 1. seeing each other")
+                    await see_each_other(alice, bob, alice_events)
+                    say("demo", "-- 2. an RPC round trip")
+                    await rpc_round_trip(alice, bob)
+                    say("demo", "-- 3. a data packet")
+                    await data_exchange(alice, bob_events)
+                    say("demo", "-- 4. an attributes update")
+                    await attributes_update(bob, alice_events)
+                say("bob", "leaving")
+            say("demo", "-- 5. leaving")
+            await see_leave(alice_events)
+        say("alice", "leaving")
     handles = lk.live_native_handles()
-    say("demo", f"native handles still owned: {handles}", t0)
-    if handles:
-        raise SystemExit("demo failed: native handles leaked")
+    say("demo", f"native handles still owned: {handles}")
+    check(handles == 0, "native handles leaked")
 
 
 def main() -> int:
-    binary = install_server()
-    with LocalServer(binary=binary) as info:
-        print(f"livekit-server {info.url} (log: see LocalServer.log_path)", flush=True)
-        trio.run(run, info.url)
+    parser = argparse.ArgumentParser(description="lkrtc_trio demo")
+    parser.add_argument("--url", help="a LiveKit server (default: start a local one)")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    parser.add_argument("--api-secret", default=DEFAULT_API_SECRET)
+    args = parser.parse_args()
+    room = f"demo-{secrets.token_hex(3)}"
+    token = partial(mint_token, room=room, api_key=args.api_key, api_secret=args.api_secret)
+    if args.url:
+        trio.run(run, args.url, token)
+    else:
+        with LocalServer(binary=install_server()) as info:
+            print(f"livekit-server {info.url} (log: see LocalServer.log_path)", flush=True)
+            trio.run(run, info.url, token)
     print("demo finished OK", flush=True)
     return 0
 

@@ -77,18 +77,26 @@ class ParticipantDisconnected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataReceived:
+    """A data packet. ``participant`` is None when the server has not yet
+    announced the sender (joins reach others in batches, up to 3 s late);
+    ``participant_identity`` is always set."""
+
     payload: bytes
     participant: RemoteParticipant | None
     topic: str
     #: ``DataPacketKind`` value (0 lossy, 1 reliable).
     kind: int
+    participant_identity: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SipDTMFReceived:
+    """A SIP DTMF tone event; see :class:`DataReceived` for ``participant``."""
+
     code: int
     digit: str
     participant: RemoteParticipant | None
+    participant_identity: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +104,7 @@ class TranscriptionReceived:
     segments: Sequence[Any]
     participant: Participant | None
     publication: TrackPublication | None
+    participant_identity: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

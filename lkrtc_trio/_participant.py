@@ -469,7 +469,9 @@ class LocalParticipant(Participant):
         # The ack wait never exceeds the whole timeout (short timeouts once
         # panicked the native core: python-sdks #522).
         msg.max_round_trip_latency_ms = min(_MAX_ROUND_TRIP_MS, timeout_ms)
-        with anyio.move_on_after(timeout + _RPC_GRACE):
+        # The native core waits up to min(7 s, timeout) for the ack, then up to
+        # `timeout` for the answer; this limit only guards against a lost one.
+        with anyio.move_on_after(2 * timeout + _RPC_GRACE):
             cb = await self._room._rt.request_async(req, "perform_rpc")
             if cb.HasField("error"):
                 raise RpcError._from_proto(cb.error)

@@ -500,6 +500,9 @@ class Room:
             self._rpcs_idle = anyio.Event()
             with anyio.move_on_after(min(1.0, self._options.disconnect_timeout)):
                 await self._rpcs_idle.wait()
+            # The native core sends their answers asynchronously: let them leave
+            # before the disconnect closes the engine (bounded, 0.25 s).
+            await anyio.sleep(min(0.25, self._options.disconnect_timeout))
 
     def _rpc_started(self) -> None:
         self._active_rpcs += 1
@@ -682,11 +685,18 @@ class Room:
             finally:
                 self._rt._release(buf.handle.id)
             return ev.DataReceived(
-                payload=payload, participant=sender, topic=str(m.user.topic), kind=int(m.kind)
+                payload=payload,
+                participant=sender,
+                topic=str(m.user.topic),
+                kind=int(m.kind),
+                participant_identity=str(m.participant_identity),
             )
         if m.HasField("sip_dtmf"):
             return ev.SipDTMFReceived(
-                code=int(m.sip_dtmf.code), digit=str(m.sip_dtmf.digit), participant=sender
+                code=int(m.sip_dtmf.code),
+                digit=str(m.sip_dtmf.digit),
+                participant=sender,
+                participant_identity=str(m.participant_identity),
             )
         return None
 
@@ -704,7 +714,12 @@ class Room:
             )
             for s in m.segments
         )
-        return ev.TranscriptionReceived(segments=segments, participant=p, publication=pub)
+        return ev.TranscriptionReceived(
+            segments=segments,
+            participant=p,
+            publication=pub,
+            participant_identity=str(m.participant_identity),
+        )
 
     def _on_data_stream(self, m: Any) -> ev.RoomEvent | None:
         self._release_unadopted(m)  # stream readers: not supported yet

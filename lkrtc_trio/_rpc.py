@@ -104,7 +104,9 @@ class RpcError(LiveKitError):
 
     @classmethod
     def _from_proto(cls, err: Any) -> RpcError:
-        return cls(int(err.code), str(err.message), str(err.data) if err.HasField("data") else None)
+        # built-in errors answered by a remote core carry data "": same as None
+        data = str(err.data) if err.HasField("data") and err.data else None
+        return cls(int(err.code), str(err.message), data)
 
     def _to_proto(self, msg: Any) -> None:
         msg.code = self.code

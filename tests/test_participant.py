@@ -218,7 +218,8 @@ async def test_running_handlers_are_cancelled_when_the_room_closes(
             assert trio.current_time() - start < 3  # bounded, not the 20 s timeout
             assert cancelled.is_set()
         assert len(outcome) == 1
-        assert outcome[0].code in (Code.RECIPIENT_DISCONNECTED, Code.RESPONSE_TIMEOUT)  # type: ignore[attr-defined]
+        # the cancelled handler's answer leaves before the disconnect
+        assert outcome[0].code == Code.RECIPIENT_DISCONNECTED  # type: ignore[attr-defined]
 
 
 async def test_data_in_order_topics_and_destinations(
@@ -247,6 +248,7 @@ async def test_data_in_order_topics_and_destinations(
         seq = [int.from_bytes(e.payload, "big") for e in got1 if e.topic == "seq"]
         assert seq == list(range(1000))  # complete and in order
         assert all(e.participant is not None and e.participant.identity == "src" for e in got1)
+        assert all(e.participant_identity == "src" for e in got1 + got2)
         assert all(e.kind == 1 for e in got1)  # reliable
         assert [(e.topic, e.payload) for e in got1[1000:]] == [
             ("many", b"to-both"),

@@ -384,6 +384,15 @@ def _stop_leftovers() -> None:
         server.stop()
 
 
+def _die_with_parent() -> None:
+    """In the server child, before exec: SIGKILL it when its parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM, a second SIGTERM after a short grace, SIGKILL after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -580,6 +589,9 @@ class LocalServer:
                 stderr=subprocess.STDOUT,
                 # Own session: a terminal's Ctrl-C reaches us, and we stop it cleanly.
                 start_new_session=True,
+                # If this process dies without stopping it (a native abort, a
+                # SIGKILL), the kernel kills the server too: no orphan servers.
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             self._cleanup(keep_log=False)
