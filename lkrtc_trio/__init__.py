@@ -7,6 +7,9 @@ The public API is re-exported here from private modules; see docs/ and
 the contract in API.md.
 """
 
+from ._audio import AudioFrame as AudioFrame
+from ._audio import AudioResampler as AudioResampler
+from ._audio import AudioSource as AudioSource
 from ._errors import ConnectError as ConnectError
 from ._errors import EventOverflowError as EventOverflowError
 from ._errors import ForkError as ForkError
@@ -68,8 +71,10 @@ from ._events import TranscriptionReceived as TranscriptionReceived
 from ._participant import DATA_PACKET_OVERHEAD as DATA_PACKET_OVERHEAD
 from ._participant import MAX_DATA_BYTES as MAX_DATA_BYTES
 from ._participant import LocalParticipant as LocalParticipant
+from ._participant import LocalTrackPublication as LocalTrackPublication
 from ._participant import Participant as Participant
 from ._participant import RemoteParticipant as RemoteParticipant
+from ._participant import RemoteTrackPublication as RemoteTrackPublication
 from ._participant import RpcHandler as RpcHandler
 from ._participant import TrackPublication as TrackPublication
 from ._participant import Transcription as Transcription
@@ -83,5 +88,23 @@ from ._rpc import RpcError as RpcError
 from ._rpc import RpcInvocationData as RpcInvocationData
 from ._runtime import live_native_handles as live_native_handles
 from ._runtime import pending_requests as pending_requests
+from ._stream import AudioStream as AudioStream
+from ._stream import VideoStream as VideoStream
+from ._track import LocalAudioTrack as LocalAudioTrack
+from ._track import LocalTrack as LocalTrack
+from ._track import LocalVideoTrack as LocalVideoTrack
+from ._track import RemoteAudioTrack as RemoteAudioTrack
+from ._track import RemoteTrack as RemoteTrack
+from ._track import RemoteVideoTrack as RemoteVideoTrack
+from ._track import StreamState as StreamState
+from ._track import Track as Track
+from ._track import TrackKind as TrackKind
+from ._track import TrackPublishOptions as TrackPublishOptions
+from ._track import TrackSource as TrackSource
+from ._track import VideoCodec as VideoCodec
+from ._video import VideoBufferType as VideoBufferType
+from ._video import VideoFrame as VideoFrame
+from ._video import VideoRotation as VideoRotation
+from ._video import VideoSource as VideoSource
 
 __version__ = "0.1.0"

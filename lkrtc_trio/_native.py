@@ -55,6 +55,10 @@ class NativeBackend(Protocol):
         """Copies ``length`` bytes of native memory at ``address``."""
         ...
 
+    def read_into_bytearray(self, address: int, length: int) -> bytearray:
+        """Copies ``length`` bytes of native memory into a new (writable) bytearray."""
+        ...
+
 
 def find_library() -> Path:
     """Locates ``liblivekit_ffi``: ``LIVEKIT_LIB_PATH``, then the livekit wheel.
@@ -180,6 +184,13 @@ class NativeLib:
         ffi = self._ffi
         out: bytes = ffi.unpack(ffi.cast("const char *", address), length)
         return out
+
+    def read_into_bytearray(self, address: int, length: int) -> bytearray:
+        """See :meth:`NativeBackend.read_into_bytearray` (one copy)."""
+        if not length:
+            return bytearray()
+        ffi = self._ffi
+        return bytearray(ffi.buffer(ffi.cast("const char *", address), length))
 
     def dispose(self) -> None:
         """Shuts the native core down (at interpreter exit)."""

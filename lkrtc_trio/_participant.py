@@ -20,10 +20,14 @@ from ._errors import (
     ParticipantUpdateError,
     PublishDataError,
     PublishDTMFError,
+    PublishTrackError,
     PublishTranscriptionError,
+    RoomClosedError,
+    UnpublishTrackError,
 )
 from ._proto import ffi_pb2
 from ._rpc import MAX_PAYLOAD_BYTES, RpcError, RpcInvocationData
+from ._track import LocalTrack, Track, TrackKind, TrackPublishOptions, TrackSource
 
 if TYPE_CHECKING:
     from ._room import Room
@@ -33,8 +37,10 @@ __all__ = [
     "DATA_PACKET_OVERHEAD",
     "MAX_DATA_BYTES",
     "LocalParticipant",
+    "LocalTrackPublication",
     "Participant",
     "RemoteParticipant",
+    "RemoteTrackPublication",
     "RpcHandler",
     "TrackPublication",
     "Transcription",
@@ -64,13 +70,14 @@ H = TypeVar("H", bound=RpcHandler)
 
 class TrackPublication:
     """A published track (local or remote): its sid, name, kind, source, mute
-    state and codec."""
+    state and codec; ``track`` once available."""
 
-    __slots__ = ("_handle", "_info")
+    __slots__ = ("_handle", "_info", "_track")
 
-    def __init__(self, handle: OwnedHandle, info: Any) -> None:
+    def __init__(self, handle: OwnedHandle, info: Any, track: Track | None = None) -> None:
         self._handle = handle
         self._info = info
+        self._track = track
 
     @property
     def sid(self) -> str:
@@ -81,14 +88,13 @@ class TrackPublication:
         return str(self._info.name)
 
     @property
-    def kind(self) -> int:
-        """``TrackKind`` value (1 audio, 2 video)."""
-        return int(self._info.kind)
+    def kind(self) -> TrackKind:
+        """``TrackKind`` (1 audio, 2 video)."""
+        return TrackKind(self._info.kind)
 
     @property
-    def source(self) -> int:
-        """``TrackSource`` value."""
-        return int(self._info.source)
+    def source(self) -> TrackSource:
+        return TrackSource(self._info.source)
 
     @property
     def muted(self) -> bool:
@@ -102,8 +108,49 @@ class TrackPublication:
     def simulcasted(self) -> bool:
         return bool(self._info.simulcasted)
 
+    @property
+    def width(self) -> int:
+        return int(self._info.width)
+
+    @property
+    def height(self) -> int:
+        return int(self._info.height)
+
+    @property
+    def track(self) -> Track | None:
+        """The track: a local publication's own track; a remote one's once
+        subscribed (None before, and after unsubscribing)."""
+        return self._track
+
+    def _release(self) -> None:
+        self._handle.close()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.sid} {self.name!r}>"
+
+
+@final
+class LocalTrackPublication(TrackPublication):
+    """One of your published tracks (returned by ``publish_track``)."""
+
+    __slots__ = ()
+
+
+@final
+class RemoteTrackPublication(TrackPublication):
+    """Another participant's published track."""
+
+    __slots__ = ()
+
+    @property
+    def subscribed(self) -> bool:
+        return self._track is not None
+
+    def _release(self) -> None:
+        track, self._track = self._track, None
+        if track is not None:
+            track._release()
+        self._handle.close()
 
 
 class Participant:
@@ -154,7 +201,7 @@ class Participant:
 
     def _release(self) -> None:
         for pub in self._publications.values():
-            pub._handle.close()
+            pub._release()
         self._handle.close()
 
     def __repr__(self) -> str:
@@ -346,6 +393,108 @@ class LocalParticipant(Participant):
         cb = await self._room._rt.request_async(req, "publish_transcription")
         if cb.error:
             raise PublishTranscriptionError(str(cb.error))
+
+    # -- tracks ----------------------------------------------------------------------
+    @property
+    def track_publications(self) -> Mapping[str, LocalTrackPublication]:
+        """A copy of your publications, by track sid."""
+        return {
+            sid: p for sid, p in self._publications.items() if isinstance(p, LocalTrackPublication)
+        }
+
+    async def publish_track(
+        self, track: LocalTrack, options: TrackPublishOptions | None = None
+    ) -> LocalTrackPublication:
+        """Publishes a local audio or video track.
+
+        Returns:
+            The publication (also in ``track_publications``); the track's
+            ``sid`` is set. Peers get ``TrackPublished``, you get
+            ``LocalTrackPublished``.
+
+        Raises:
+            PublishTrackError: the native core or the server refused it
+                (e.g. no ``canPublish`` grant).
+            TypeError: not a local track, or options of the wrong type.
+            RoomClosedError: the room or the track is closed.
+
+        Cancellation: returns at once. If the native publish completes
+        afterwards, lkrtc_trio unpublishes the track again and releases the
+        publication: no half-published track stays behind.
+        """
+        if not isinstance(track, LocalTrack):
+            raise TypeError("publish_track takes a LocalAudioTrack or LocalVideoTrack")
+        if options is not None and not isinstance(options, TrackPublishOptions):
+            raise TypeError("options must be TrackPublishOptions")
+        if track.closed:
+            raise RoomClosedError("the track is closed")
+        room = self._room
+        room._check_open()
+        rt = room._rt
+        req = ffi_pb2.FfiRequest()
+        msg = req.publish_track
+        msg.local_participant_handle = self._handle.id
+        msg.track_handle = track._handle.id
+        msg.options.SetInParent()
+        if options is not None:
+            options._fill(msg.options)
+        me = self._handle.id
+
+        def unpublish_late(late: Any) -> None:
+            if late.error or not late.HasField("publication"):
+                return
+            bye = ffi_pb2.FfiRequest()
+            bye.unpublish_track.local_participant_handle = me
+            bye.unpublish_track.track_sid = late.publication.info.sid
+            bye.unpublish_track.stop_on_unpublish = True
+            bye.unpublish_track.request_async_id = rt.next_async_id()
+            try:
+                rt.request(bye)
+            finally:
+                rt._release(late.publication.handle.id)
+
+        cb = await rt.request_async(req, "publish_track", reaper=unpublish_late)
+        if cb.error:
+            raise PublishTrackError(str(cb.error))
+        info = type(cb.publication.info)()
+        info.CopyFrom(cb.publication.info)
+        pub = LocalTrackPublication(
+            rt.own(cb.publication.handle.id, "local_publication"), info, track
+        )
+        self._publications[pub.sid] = pub
+        track._info.sid = pub.sid
+        room._local_published(pub)
+        return pub
+
+    async def unpublish_track(self, track_sid: str) -> None:
+        """Stops publishing a track (peers get ``TrackUnpublished``, you get
+        ``LocalTrackUnpublished``); the track itself stays yours to close.
+
+        Raises:
+            UnpublishTrackError: no track of yours has that sid, or the native
+                core failed.
+            RoomClosedError: the room is closed.
+
+        Cancellation: returns at once; the unpublish still completes and the
+        publication is released when its event arrives.
+        """
+        if not isinstance(track_sid, str):
+            raise TypeError("track_sid must be a str")
+        room = self._room
+        room._check_open()
+        if track_sid not in self._publications:
+            raise UnpublishTrackError(f"no published track with sid {track_sid!r}")
+        req = ffi_pb2.FfiRequest()
+        msg = req.unpublish_track
+        msg.local_participant_handle = self._handle.id
+        msg.track_sid = track_sid
+        msg.stop_on_unpublish = True
+        cb = await room._rt.request_async(req, "unpublish_track")
+        if cb.error:
+            raise UnpublishTrackError(str(cb.error))
+        pub = self._publications.pop(track_sid, None)
+        if pub is not None:
+            pub._release()
 
     # -- metadata, name, attributes -----------------------------------------------
     async def set_metadata(self, metadata: str) -> None:

@@ -36,11 +36,13 @@ from ._participant import (
     LocalParticipant,
     Participant,
     RemoteParticipant,
+    RemoteTrackPublication,
     TrackPublication,
     TranscriptionSegment,
 )
 from ._proto import ffi_pb2, participant_pb2, room_pb2
 from ._runtime import OwnedHandle, Runtime, get_runtime
+from ._track import remote_track
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -249,6 +251,7 @@ class Room:
         self._failure: BaseException | None = None
         self._closed = False
         self._tg: anyio.abc.TaskGroup | None = None  # RPC handlers run here
+        self._early_local: set[str] = set()  # local_track_published before its callback
         self._active_rpcs = 0
         self._rpcs_idle: anyio.Event | None = None
         self._sink_keys = (self._handle.id, self._local._handle.id)
@@ -270,6 +273,10 @@ class Room:
             "participant_attributes_changed": self._on_participant_attributes,
             "active_speakers_changed": self._on_active_speakers,
             "connection_quality_changed": self._on_connection_quality,
+            "local_track_published": self._on_local_track_published,
+            "local_track_unpublished": self._on_local_track_unpublished,
+            "track_subscribed": self._on_track_subscribed,
+            "track_unsubscribed": self._on_track_unsubscribed,
             "data_packet_received": self._on_data_packet,
             "transcription_received": self._on_transcription,
             "local_track_subscribed": lambda m: ev.LocalTrackSubscribed(track_sid=str(m.track_sid)),
@@ -308,8 +315,10 @@ class Room:
         self._remote[p.identity] = p
         return p
 
-    def _new_publication(self, owned: Any) -> TrackPublication:
-        return TrackPublication(self._rt.own(owned.handle.id, "publication"), _copy(owned.info))
+    def _new_publication(self, owned: Any) -> RemoteTrackPublication:
+        return RemoteTrackPublication(
+            self._rt.own(owned.handle.id, "publication"), _copy(owned.info)
+        )
 
     # -- public state ----------------------------------------------------------------
     @property
@@ -600,7 +609,7 @@ class Room:
         pub = self._new_publication(m.publication)
         old = p._publications.pop(pub.sid, None)
         if old is not None:
-            old._handle.close()
+            old._release()
         p._publications[pub.sid] = pub
         return ev.TrackPublished(publication=pub, participant=p)
 
@@ -609,7 +618,7 @@ class Room:
         pub = p._publications.pop(m.publication_sid, None) if p else None
         if p is None or pub is None:
             return None
-        pub._handle.close()
+        pub._release()
         return ev.TrackUnpublished(publication=pub, participant=p)
 
     def _on_track_muted(self, m: Any) -> ev.RoomEvent | None:
@@ -619,6 +628,8 @@ class Room:
             return None
         muted = type(m).DESCRIPTOR.name == "TrackMuted"
         pub._info.muted = muted
+        if pub._track is not None:
+            pub._track._info.muted = muted
         return (ev.TrackMuted if muted else ev.TrackUnmuted)(participant=p, publication=pub)
 
     def _on_connection_state(self, m: Any) -> ev.RoomEvent | None:
@@ -720,6 +731,50 @@ class Room:
             publication=pub,
             participant_identity=str(m.participant_identity),
         )
+
+    def _on_local_track_published(self, m: Any) -> ev.RoomEvent | None:
+        pub = self._local._publications.get(m.track_sid)
+        if pub is None:  # publish_track has not seen its completion yet
+            self._early_local.add(str(m.track_sid))
+            return None
+        return ev.LocalTrackPublished(publication=pub, participant=self._local)
+
+    def _local_published(self, pub: TrackPublication) -> None:
+        """publish_track completed: deliver a LocalTrackPublished that came first."""
+        if pub.sid in self._early_local:
+            self._early_local.discard(pub.sid)
+            event = ev.LocalTrackPublished(publication=pub, participant=self._local)
+            for sub in tuple(self._subs):
+                sub._offer(event)
+
+    def _on_local_track_unpublished(self, m: Any) -> ev.RoomEvent | None:
+        pub = self._local._publications.pop(m.publication_sid, None)
+        if pub is None:
+            return None
+        pub._release()
+        return ev.LocalTrackUnpublished(publication=pub, participant=self._local)
+
+    def _on_track_subscribed(self, m: Any) -> ev.RoomEvent | None:
+        p = self._remote.get(m.participant_identity)
+        pub = p._publications.get(m.track.info.sid) if p else None
+        if p is None or pub is None:
+            log.debug("track %s subscribed for an unknown publication", m.track.info.sid)
+            self._release_unadopted(m)
+            return None
+        if pub._track is not None:
+            pub._track._release()
+        track = remote_track(self._rt, m.track, self)
+        pub._track = track
+        return ev.TrackSubscribed(track=track, publication=pub, participant=p)
+
+    def _on_track_unsubscribed(self, m: Any) -> ev.RoomEvent | None:
+        p = self._remote.get(m.participant_identity)
+        pub = p._publications.get(m.track_sid) if p else None
+        if p is None or pub is None or pub._track is None:
+            return None
+        track, pub._track = pub._track, None
+        track._release()  # ends its streams
+        return ev.TrackUnsubscribed(track=track, publication=pub, participant=p)
 
     def _on_data_stream(self, m: Any) -> ev.RoomEvent | None:
         self._release_unadopted(m)  # stream readers: not supported yet

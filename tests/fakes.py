@@ -49,6 +49,9 @@ class FakeBackend:
     def read(self, address: int, length: int) -> bytes:
         return bytes(length)
 
+    def read_into_bytearray(self, address: int, length: int) -> bytearray:
+        return bytearray(length)
+
 
 def fake_runtime() -> tuple[Runtime, FakeBackend]:
     backend = FakeBackend()

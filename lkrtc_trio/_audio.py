@@ -1,0 +1,313 @@
+"""Audio: frames (int16 PCM, zero-copy views), sources and resampling."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+
+from ._errors import NativeError, RoomClosedError
+from ._proto import audio_frame_pb2, ffi_pb2
+from ._runtime import get_runtime
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["AudioFrame", "AudioResampler", "AudioSource"]
+
+_SAMPLE = 2  # bytes per int16 sample
+
+
+@final
+class AudioFrame:
+    """Interleaved 16-bit PCM audio.
+
+    ``data`` is a memoryview of int16 samples over the frame's own buffer: no
+    copy, writable when the buffer is (``create()`` and received frames are).
+    ``to_numpy()`` gives a (samples_per_channel, num_channels) int16 view.
+
+    Raises:
+        ValueError: the buffer is shorter than ``num_channels *
+            samples_per_channel`` samples, or a size is not positive.
+    """
+
+    __slots__ = ("_buf", "num_channels", "sample_rate", "samples_per_channel")
+
+    def __init__(
+        self,
+        data: bytes | bytearray | memoryview,
+        sample_rate: int,
+        num_channels: int,
+        samples_per_channel: int,
+    ) -> None:
+        if sample_rate <= 0 or num_channels <= 0 or samples_per_channel < 0:
+            raise ValueError("sample_rate and num_channels must be > 0")
+        view = memoryview(data).cast("B")
+        need = num_channels * samples_per_channel * _SAMPLE
+        if view.nbytes < need:
+            raise ValueError(
+                f"audio buffer has {view.nbytes} bytes, needs {need} "
+                f"({num_channels} ch x {samples_per_channel} samples x int16)"
+            )
+        self._buf = view[:need]
+        self.sample_rate = sample_rate
+        self.num_channels = num_channels
+        self.samples_per_channel = samples_per_channel
+
+    @classmethod
+    def create(cls, sample_rate: int, num_channels: int, samples_per_channel: int) -> AudioFrame:
+        """A zeroed, writable frame."""
+        return cls(
+            bytearray(num_channels * samples_per_channel * _SAMPLE),
+            sample_rate,
+            num_channels,
+            samples_per_channel,
+        )
+
+    @property
+    def data(self) -> memoryview:
+        """The samples as int16 (interleaved by channel), without a copy."""
+        return self._buf.cast("h")
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio in the frame."""
+        return self.samples_per_channel / self.sample_rate
+
+    def to_numpy(self) -> np.ndarray[Any, Any]:
+        """A (samples_per_channel, num_channels) int16 numpy view (no copy).
+
+        Raises:
+            ImportError: numpy is not installed.
+        """
+        import numpy as np
+
+        return np.frombuffer(self._buf, dtype=np.int16).reshape(
+            self.samples_per_channel, self.num_channels
+        )
+
+    def _buffer_info(self, msg: Any, address: int) -> None:
+        msg.data_ptr = address
+        msg.num_channels = self.num_channels
+        msg.sample_rate = self.sample_rate
+        msg.samples_per_channel = self.samples_per_channel
+
+    @classmethod
+    def _from_native(cls, rt: Any, owned: Any) -> AudioFrame:
+        """Copies a native frame buffer (once) and releases its handle."""
+        info = owned.info
+        try:
+            data = rt.backend.read_into_bytearray(
+                info.data_ptr, info.num_channels * info.samples_per_channel * _SAMPLE
+            )
+        finally:
+            rt._release(owned.handle.id)
+        return cls(data, info.sample_rate, info.num_channels, info.samples_per_channel)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AudioFrame {self.sample_rate} Hz {self.num_channels} ch "
+            f"{self.samples_per_channel} samples>"
+        )
+
+
+@final
+class AudioSource:
+    """Audio you produce, to publish through a :class:`LocalAudioTrack`.
+
+    Args:
+        sample_rate: Hz (e.g. 48000).
+        num_channels: 1 or 2.
+        queue_size_ms: how much audio the native core buffers ahead of real
+            time; ``capture_frame`` waits while it is full. 0 disables the
+            queue (frames go straight to the encoder).
+
+    Raises:
+        ValueError: invalid rate, channel count or queue size.
+
+    Close it (``close()``/``aclose()``/``async with``) to release its native
+    handle; tracks created from it keep working until they are closed.
+    """
+
+    def __init__(self, sample_rate: int, num_channels: int, queue_size_ms: int = 1000) -> None:
+        if sample_rate <= 0 or num_channels not in (1, 2) or queue_size_ms < 0:
+            raise ValueError("invalid sample_rate, num_channels (1 or 2) or queue_size_ms")
+        self._rt = rt = get_runtime()
+        req = ffi_pb2.FfiRequest()
+        msg = req.new_audio_source
+        msg.type = audio_frame_pb2.AudioSourceType.AUDIO_SOURCE_NATIVE
+        msg.sample_rate = sample_rate
+        msg.num_channels = num_channels
+        msg.queue_size_ms = queue_size_ms
+        owned = rt.request(req).new_audio_source.source
+        self._handle = rt.own(owned.handle.id, "audio_source")
+        self.sample_rate = sample_rate
+        self.num_channels = num_channels
+        self.queue_size_ms = queue_size_ms
+        self._playout_end = 0.0  # loop time when queued audio finishes playing
+
+    @property
+    def queued_duration(self) -> float:
+        """Seconds of captured audio not yet played out (an estimate)."""
+        try:
+            now = anyio.current_time()
+        except Exception:
+            return 0.0
+        return max(0.0, self._playout_end - now)
+
+    async def capture_frame(self, frame: AudioFrame) -> None:
+        """Queues ``frame`` for sending; waits while the queue is full.
+
+        The frame's buffer is read by the native core without a copy and kept
+        referenced until it is done with it, even if this call is cancelled.
+
+        Raises:
+            ValueError: the frame's rate or channel count differs from the source's.
+            RoomClosedError: the source is closed.
+            NativeError: the native core refused the frame.
+
+        Cancellation: returns at once; the frame may still be played.
+        """
+        if frame.sample_rate != self.sample_rate or frame.num_channels != self.num_channels:
+            raise ValueError(
+                f"frame is {frame.sample_rate} Hz x {frame.num_channels} ch, source is "
+                f"{self.sample_rate} Hz x {self.num_channels} ch"
+            )
+        if self._handle.closed:
+            raise RoomClosedError("the audio source is closed")
+        if not frame.samples_per_channel:
+            return
+        rt = self._rt
+        keep, address = rt.backend.address_of(frame._buf)
+        req = ffi_pb2.FfiRequest()
+        msg = req.capture_audio_frame
+        msg.source_handle = self._handle.id
+        frame._buffer_info(msg.buffer, address)
+        now = anyio.current_time()
+        self._playout_end = max(self._playout_end, now) + frame.duration
+
+        def hold_buffer_until_done(_late: Any) -> None:
+            del _late
+            assert keep is not None
+
+        cb = await rt.request_async(req, "capture_audio_frame", reaper=hold_buffer_until_done)
+        if cb.error:
+            raise NativeError(f"capture_frame: {cb.error}")
+
+    def clear_queue(self) -> None:
+        """Drops the audio queued but not yet played."""
+        if self._handle.closed:
+            return
+        req = ffi_pb2.FfiRequest()
+        req.clear_audio_buffer.source_handle = self._handle.id
+        self._rt.request(req)
+        self._playout_end = 0.0
+
+    async def wait_for_playout(self) -> None:
+        """Waits until the audio captured so far has played out (estimated from
+        real time). Cancellation: returns at once."""
+        while True:
+            remaining = self._playout_end - anyio.current_time()
+            if remaining <= 0:
+                return
+            await anyio.sleep(remaining)
+
+    def close(self) -> None:
+        """Releases the native source (idempotent)."""
+        self._handle.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> AudioSource:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+@final
+class AudioResampler:
+    """Converts audio between sample rates (the native sox resampler).
+
+    ``push(frame)`` returns the frames ready so far (possibly none);
+    ``flush()`` returns the rest. Close it to release its native handle.
+
+    Args:
+        input_rate / output_rate: Hz.
+        num_channels: channels of the frames pushed (kept as is).
+        quality: 0 quick ... 4 very high (sox quality recipes).
+
+    Raises:
+        ValueError: invalid rates, channel count or quality.
+    """
+
+    def __init__(
+        self, input_rate: int, output_rate: int, *, num_channels: int = 1, quality: int = 2
+    ) -> None:
+        if input_rate <= 0 or output_rate <= 0 or num_channels <= 0 or not 0 <= quality <= 4:
+            raise ValueError("invalid rates, num_channels or quality")
+        self._rt = rt = get_runtime()
+        req = ffi_pb2.FfiRequest()
+        msg = req.new_sox_resampler
+        msg.input_rate = float(input_rate)
+        msg.output_rate = float(output_rate)
+        msg.num_channels = num_channels
+        msg.input_data_type = audio_frame_pb2.SoxResamplerDataType.SOXR_DATATYPE_INT16I
+        msg.output_data_type = audio_frame_pb2.SoxResamplerDataType.SOXR_DATATYPE_INT16I
+        msg.quality_recipe = quality  # type: ignore[assignment]
+        resp = rt.request(req).new_sox_resampler
+        if resp.HasField("error") and resp.error:
+            raise NativeError(f"AudioResampler: {resp.error}")
+        self._handle = rt.own(resp.resampler.handle.id, "audio_resampler")
+        self.input_rate = input_rate
+        self.output_rate = output_rate
+        self.num_channels = num_channels
+
+    def push(self, frame: AudioFrame) -> list[AudioFrame]:
+        """Resamples ``frame``.
+
+        Raises:
+            ValueError: the frame's rate or channel count is not the resampler's.
+            NativeError: the native resampler failed.
+        """
+        if frame.sample_rate != self.input_rate or frame.num_channels != self.num_channels:
+            raise ValueError("frame format does not match the resampler's input")
+        keep, address = self._rt.backend.address_of(frame._buf)
+        req = ffi_pb2.FfiRequest()
+        msg = req.push_sox_resampler
+        msg.resampler_handle = self._check_open()
+        msg.data_ptr = address
+        msg.size = frame._buf.nbytes
+        resp = self._rt.request(req).push_sox_resampler
+        del keep
+        return self._output(resp)
+
+    def flush(self) -> list[AudioFrame]:
+        """Returns the audio still inside the resampler."""
+        req = ffi_pb2.FfiRequest()
+        req.flush_sox_resampler.resampler_handle = self._check_open()
+        return self._output(self._rt.request(req).flush_sox_resampler)
+
+    def _check_open(self) -> int:
+        if self._handle.closed:
+            raise RoomClosedError("the resampler is closed")
+        return self._handle.id
+
+    def _output(self, resp: Any) -> list[AudioFrame]:
+        if resp.error:
+            raise NativeError(f"AudioResampler: {resp.error}")
+        if not resp.size:
+            return []
+        data = self._rt.backend.read_into_bytearray(resp.output_ptr, resp.size)
+        samples = resp.size // (_SAMPLE * self.num_channels)
+        return [AudioFrame(data, self.output_rate, self.num_channels, samples)]
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> AudioResampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

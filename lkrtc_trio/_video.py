@@ -1,0 +1,274 @@
+"""Video: frames in the native buffer types, conversion, sources."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, final
+
+from ._errors import NativeError, RoomClosedError
+from ._proto import ffi_pb2, video_frame_pb2
+from ._runtime import get_runtime
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["VideoBufferType", "VideoFrame", "VideoRotation", "VideoSource"]
+
+
+class VideoBufferType(IntEnum):
+    RGBA = 0
+    ABGR = 1
+    ARGB = 2
+    BGRA = 3
+    RGB24 = 4
+    I420 = 5
+    I420A = 6
+    I422 = 7
+    I444 = 8
+    I010 = 9
+    NV12 = 10
+
+
+class VideoRotation(IntEnum):
+    VIDEO_ROTATION_0 = 0
+    VIDEO_ROTATION_90 = 1
+    VIDEO_ROTATION_180 = 2
+    VIDEO_ROTATION_270 = 3
+
+
+_PACKED = {
+    VideoBufferType.RGBA: 4,
+    VideoBufferType.ABGR: 4,
+    VideoBufferType.ARGB: 4,
+    VideoBufferType.BGRA: 4,
+    VideoBufferType.RGB24: 3,
+}
+
+
+def plane_layout(kind: VideoBufferType, width: int, height: int) -> list[tuple[int, int, int]]:
+    """(offset, stride, size) of each plane of a tightly packed buffer."""
+    if kind in _PACKED:
+        stride = width * _PACKED[kind]
+        return [(0, stride, stride * height)]
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    if kind == VideoBufferType.I420:
+        planes = [(width, width * height), (cw, cw * ch), (cw, cw * ch)]
+    elif kind == VideoBufferType.I420A:
+        planes = [(width, width * height), (cw, cw * ch), (cw, cw * ch), (width, width * height)]
+    elif kind == VideoBufferType.I422:
+        planes = [(width, width * height), (cw, cw * height), (cw, cw * height)]
+    elif kind == VideoBufferType.I444:
+        planes = [(width, width * height)] * 3
+    elif kind == VideoBufferType.I010:
+        planes = [(width * 2, width * height * 2), (cw * 2, cw * ch * 2), (cw * 2, cw * ch * 2)]
+    elif kind == VideoBufferType.NV12:
+        planes = [(width, width * height), (cw * 2, cw * ch * 2)]
+    else:  # pragma: no cover - exhaustive over VideoBufferType
+        raise ValueError(f"unknown video buffer type {kind}")
+    out, offset = [], 0
+    for stride, size in planes:
+        out.append((offset, stride, size))
+        offset += size
+    return out
+
+
+@final
+class VideoFrame:
+    """A video frame: ``width`` x ``height`` pixels of ``type``, in ``data``.
+
+    ``data`` is a memoryview over the frame's buffer (no copy); planes are
+    tightly packed (``get_plane(i)`` views one plane, ``to_numpy()`` gives an
+    array view for packed RGB types). ``convert(type)`` converts through the
+    native core (libyuv).
+
+    Raises:
+        ValueError: the buffer is too small for the size and type.
+    """
+
+    __slots__ = ("_buf", "height", "type", "width")
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        type: VideoBufferType | int,
+        data: bytes | bytearray | memoryview,
+    ) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError("width and height must be > 0")
+        kind = VideoBufferType(type)
+        need = sum(size for _, _, size in plane_layout(kind, width, height))
+        view = memoryview(data).cast("B")
+        if view.nbytes < need:
+            raise ValueError(f"{kind.name} {width}x{height} needs {need} bytes, got {view.nbytes}")
+        self._buf = view[:need]
+        self.width = width
+        self.height = height
+        self.type = kind
+
+    @classmethod
+    def create(cls, width: int, height: int, type: VideoBufferType | int) -> VideoFrame:
+        """A zeroed, writable frame."""
+        kind = VideoBufferType(type)
+        size = sum(s for _, _, s in plane_layout(kind, width, height))
+        return cls(width, height, kind, bytearray(size))
+
+    @property
+    def data(self) -> memoryview:
+        """The frame's bytes (no copy)."""
+        return self._buf
+
+    def get_plane(self, index: int) -> memoryview | None:
+        """A view of plane ``index`` (no copy), or None past the last plane."""
+        planes = plane_layout(self.type, self.width, self.height)
+        if not 0 <= index < len(planes):
+            return None
+        offset, _, size = planes[index]
+        return self._buf[offset : offset + size]
+
+    def to_numpy(self) -> np.ndarray[Any, Any]:
+        """A numpy view (no copy): (height, width, channels) for packed RGB
+        types, a flat uint8 array for planar ones.
+
+        Raises:
+            ImportError: numpy is not installed.
+        """
+        import numpy as np
+
+        arr = np.frombuffer(self._buf, dtype=np.uint8)
+        if self.type in _PACKED:
+            return arr.reshape(self.height, self.width, _PACKED[self.type])
+        return arr
+
+    def _buffer_info(self, msg: Any, address: int) -> None:
+        msg.type = int(self.type)
+        msg.width = self.width
+        msg.height = self.height
+        msg.data_ptr = address
+        planes = plane_layout(self.type, self.width, self.height)
+        msg.stride = planes[0][1] if self.type in _PACKED else 0
+        for offset, stride, size in planes:
+            comp = msg.components.add()
+            comp.data_ptr = address + offset
+            comp.stride = stride
+            comp.size = size
+
+    def convert(self, type: VideoBufferType | int, *, flip_y: bool = False) -> VideoFrame:
+        """A copy of the frame in another buffer type.
+
+        Raises:
+            NativeError: the native core cannot convert between these types.
+        """
+        rt = get_runtime()
+        keep, address = rt.backend.address_of(self._buf)
+        req = ffi_pb2.FfiRequest()
+        msg = req.video_convert
+        msg.flip_y = flip_y
+        msg.dst_type = int(VideoBufferType(type))  # type: ignore[assignment]
+        self._buffer_info(msg.buffer, address)
+        resp = rt.request(req).video_convert
+        del keep
+        if resp.HasField("error") and resp.error:
+            raise NativeError(f"video convert to {VideoBufferType(type).name}: {resp.error}")
+        return VideoFrame._from_native(rt, resp.buffer)
+
+    @classmethod
+    def _from_native(cls, rt: Any, owned: Any) -> VideoFrame:
+        """Copies a native buffer (once, plane by plane) and releases its handle."""
+        info = owned.info
+        try:
+            kind = VideoBufferType(info.type)
+            layout = plane_layout(kind, info.width, info.height)
+            total = sum(size for _, _, size in layout)
+            comps = list(info.components)
+            tight = bool(comps) and all(
+                c.stride == stride and c.data_ptr == info.data_ptr + offset
+                for c, (offset, stride, _) in zip(comps, layout, strict=False)
+            )
+            if not comps or tight:
+                data = rt.backend.read_into_bytearray(info.data_ptr, total)
+            else:
+                data = bytearray(total)
+                for comp, (offset, stride, size) in zip(comps, layout, strict=False):
+                    rows = size // stride
+                    if comp.stride == stride:
+                        data[offset : offset + size] = rt.backend.read(comp.data_ptr, size)
+                        continue
+                    for row in range(rows):
+                        start = offset + row * stride
+                        data[start : start + stride] = rt.backend.read(
+                            comp.data_ptr + row * comp.stride, stride
+                        )
+        finally:
+            rt._release(owned.handle.id)
+        return cls(info.width, info.height, kind, data)
+
+    def __repr__(self) -> str:
+        return f"<VideoFrame {self.type.name} {self.width}x{self.height}>"
+
+
+@final
+class VideoSource:
+    """Video you produce, to publish through a :class:`LocalVideoTrack`.
+
+    Args:
+        width / height: the resolution the track announces.
+        is_screencast: tune the encoder for screen content.
+
+    Raises:
+        ValueError: non-positive size.
+    """
+
+    def __init__(self, width: int, height: int, *, is_screencast: bool = False) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError("width and height must be > 0")
+        self._rt = rt = get_runtime()
+        req = ffi_pb2.FfiRequest()
+        msg = req.new_video_source
+        msg.type = video_frame_pb2.VideoSourceType.VIDEO_SOURCE_NATIVE
+        msg.resolution.width = width
+        msg.resolution.height = height
+        msg.is_screencast = is_screencast
+        owned = rt.request(req).new_video_source.source
+        self._handle = rt.own(owned.handle.id, "video_source")
+        self.width = width
+        self.height = height
+
+    def capture_frame(
+        self,
+        frame: VideoFrame,
+        *,
+        timestamp_us: int = 0,
+        rotation: VideoRotation | int = VideoRotation.VIDEO_ROTATION_0,
+    ) -> None:
+        """Hands ``frame`` to the encoder (copied by the native core during the
+        call; returns at once).
+
+        Raises:
+            RoomClosedError: the source is closed.
+            NativeError: the native core refused the frame.
+        """
+        if self._handle.closed:
+            raise RoomClosedError("the video source is closed")
+        keep, address = self._rt.backend.address_of(frame._buf)
+        req = ffi_pb2.FfiRequest()
+        msg = req.capture_video_frame
+        msg.source_handle = self._handle.id
+        frame._buffer_info(msg.buffer, address)
+        msg.timestamp_us = timestamp_us
+        msg.rotation = int(rotation)  # type: ignore[assignment]
+        self._rt.request(req)
+        del keep
+
+    def close(self) -> None:
+        """Releases the native source (idempotent)."""
+        self._handle.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> VideoSource:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
