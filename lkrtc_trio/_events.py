@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 if TYPE_CHECKING:
     from ._participant import (
         LocalParticipant,
+        LocalTrackPublication,
         Participant,
         RemoteParticipant,
+        RemoteTrackPublication,
         TrackPublication,
     )
+    from ._track import RemoteTrack
 
 __all__ = [
     "ActiveSpeakersChanged",
@@ -129,27 +132,27 @@ class ParticipantAttributesChanged:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackPublished:
-    publication: TrackPublication
+    publication: RemoteTrackPublication
     participant: RemoteParticipant
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackUnpublished:
-    publication: TrackPublication
+    publication: RemoteTrackPublication
     participant: RemoteParticipant
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackSubscribed:
-    track: Any
-    publication: TrackPublication
+    track: RemoteTrack
+    publication: RemoteTrackPublication
     participant: RemoteParticipant
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackUnsubscribed:
-    track: Any
-    publication: TrackPublication
+    track: RemoteTrack
+    publication: RemoteTrackPublication
     participant: RemoteParticipant
 
 
@@ -174,13 +177,13 @@ class TrackUnmuted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalTrackPublished:
-    publication: TrackPublication
+    publication: LocalTrackPublication
     participant: LocalParticipant
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalTrackUnpublished:
-    publication: TrackPublication
+    publication: LocalTrackPublication
     participant: LocalParticipant
 
 

@@ -161,7 +161,8 @@ class Participant:
     def __init__(self, handle: OwnedHandle, info: Any) -> None:
         self._handle = handle
         self._info = info
-        self._publications: dict[str, TrackPublication] = {}
+        # values: RemoteTrackPublication or LocalTrackPublication (see subclasses)
+        self._publications: dict[str, Any] = {}
 
     @property
     def sid(self) -> str:
@@ -213,6 +214,11 @@ class RemoteParticipant(Participant):
     """Another participant of the room."""
 
     __slots__ = ()
+
+    @property
+    def track_publications(self) -> Mapping[str, RemoteTrackPublication]:
+        """A copy of the participant's publications, by track sid."""
+        return dict(self._publications)
 
 
 @final
@@ -398,9 +404,7 @@ class LocalParticipant(Participant):
     @property
     def track_publications(self) -> Mapping[str, LocalTrackPublication]:
         """A copy of your publications, by track sid."""
-        return {
-            sid: p for sid, p in self._publications.items() if isinstance(p, LocalTrackPublication)
-        }
+        return dict(self._publications)
 
     async def publish_track(
         self, track: LocalTrack, options: TrackPublishOptions | None = None

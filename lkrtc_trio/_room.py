@@ -34,15 +34,15 @@ from ._errors import (
 )
 from ._participant import (
     LocalParticipant,
+    LocalTrackPublication,
     Participant,
     RemoteParticipant,
     RemoteTrackPublication,
-    TrackPublication,
     TranscriptionSegment,
 )
 from ._proto import ffi_pb2, participant_pb2, room_pb2
 from ._runtime import OwnedHandle, Runtime, get_runtime
-from ._track import remote_track
+from ._track import RemoteTrack, remote_track
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -739,7 +739,7 @@ class Room:
             return None
         return ev.LocalTrackPublished(publication=pub, participant=self._local)
 
-    def _local_published(self, pub: TrackPublication) -> None:
+    def _local_published(self, pub: LocalTrackPublication) -> None:
         """publish_track completed: deliver a LocalTrackPublished that came first."""
         if pub.sid in self._early_local:
             self._early_local.discard(pub.sid)
@@ -774,6 +774,7 @@ class Room:
             return None
         track, pub._track = pub._track, None
         track._release()  # ends its streams
+        assert isinstance(track, RemoteTrack)
         return ev.TrackUnsubscribed(track=track, publication=pub, participant=p)
 
     def _on_data_stream(self, m: Any) -> ev.RoomEvent | None:

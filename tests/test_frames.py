@@ -1,0 +1,100 @@
+"""Frames, sources and the resampler against the real native core (no server)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lkrtc_trio as lk
+
+
+def tone(freq: float, rate: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (amplitude * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def peak(samples: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(samples.astype(float) * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spec)])
+
+
+def test_audio_frame_views_share_memory() -> None:
+    frame = lk.AudioFrame.create(48000, 2, 480)
+    assert frame.data.format == "h" and len(frame.data) == 960
+    assert not frame.data.readonly
+    frame.data[1] = 1234  # channel 1 of sample 0
+    arr = frame.to_numpy()
+    assert arr.shape == (480, 2) and arr[0, 1] == 1234  # same buffer, no copy
+    arr[5, 0] = -7
+    assert frame.data[10] == -7
+    assert frame.duration == pytest.approx(0.01)
+    readonly = lk.AudioFrame(bytes(960 * 2), 48000, 2, 480)
+    assert readonly.data.readonly
+    with pytest.raises(ValueError):
+        lk.AudioFrame(bytes(10), 48000, 1, 480)
+    with pytest.raises(ValueError):
+        lk.AudioFrame.create(0, 1, 10)
+
+
+def test_video_frame_planes_numpy_and_native_conversion() -> None:
+    rgba = lk.VideoFrame.create(64, 48, lk.VideoBufferType.RGBA)
+    pixels = rgba.to_numpy()
+    assert pixels.shape == (48, 64, 4)
+    pixels[:] = (200, 40, 10, 255)
+    i420 = rgba.convert(lk.VideoBufferType.I420)
+    assert i420.type == lk.VideoBufferType.I420
+    y, u, v = (i420.get_plane(i) for i in range(3))
+    assert y is not None and u is not None and v is not None
+    assert (len(y), len(u), len(v)) == (64 * 48, 32 * 24, 32 * 24)
+    assert i420.get_plane(3) is None
+    back = i420.convert(lk.VideoBufferType.RGBA).to_numpy()
+    assert np.abs(back[..., :3].astype(int).mean(axis=(0, 1)) - (200, 40, 10)).max() < 12
+    with pytest.raises(ValueError):
+        lk.VideoFrame(64, 48, lk.VideoBufferType.RGBA, bytes(100))
+    assert lk.live_native_handles() == 0  # conversion buffers released at once
+
+
+def test_resampler_keeps_the_tone_and_releases_its_handle() -> None:
+    samples = tone(440, 48000, 1.0)
+    with lk.AudioResampler(48000, 16000, num_channels=1, quality=3) as rs:
+        out: list[np.ndarray] = []
+        for i in range(0, len(samples), 480):
+            chunk = samples[i : i + 480].copy()
+            frame = lk.AudioFrame(chunk.tobytes(), 48000, 1, len(chunk))
+            out += [f.to_numpy()[:, 0].copy() for f in rs.push(frame)]
+        out += [f.to_numpy()[:, 0].copy() for f in rs.flush()]
+        with pytest.raises(ValueError):
+            rs.push(lk.AudioFrame.create(44100, 1, 441))
+    resampled = np.concatenate(out)
+    assert abs(len(resampled) - 16000) < 400
+    assert abs(peak(resampled[2000:], 16000) - 440) < 5
+    assert lk.live_native_handles() == 0
+
+
+async def test_audio_source_validates_and_closes() -> None:
+    with pytest.raises(ValueError):
+        lk.AudioSource(48000, 3)
+    source = lk.AudioSource(48000, 1, queue_size_ms=100)
+    track = lk.LocalAudioTrack.create_audio_track("t", source)
+    assert track.kind == lk.TrackKind.KIND_AUDIO and track.name == "t"
+    assert lk.live_native_handles() == 2
+    with pytest.raises(ValueError):
+        await source.capture_frame(lk.AudioFrame.create(16000, 1, 160))
+    frame = lk.AudioFrame.create(48000, 1, 480)
+    await source.capture_frame(frame)  # no room needed: the source queues it
+    assert source.queued_duration > 0
+    source.clear_queue()
+    await source.wait_for_playout()
+    track.close()
+    source.close()
+    with pytest.raises(lk.RoomClosedError):
+        await source.capture_frame(frame)
+    with pytest.raises(lk.RoomClosedError):
+        lk.LocalAudioTrack.create_audio_track("again", source)
+    assert lk.live_native_handles() == 0
+    video = lk.VideoSource(32, 32)
+    vtrack = lk.LocalVideoTrack.create_video_track("v", video)
+    video.capture_frame(lk.VideoFrame.create(32, 32, lk.VideoBufferType.I420))
+    async with vtrack, video:
+        assert vtrack.kind == lk.TrackKind.KIND_VIDEO
+    assert lk.live_native_handles() == 0

@@ -1,0 +1,295 @@
+"""Media end to end between lkrtc-trio clients on a real server: tones, a
+sweep, a video colour cycle, track events, stream ends, cancel safety."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import numpy as np
+import pytest
+import trio
+
+import lkrtc_trio as lk
+from lkrtc_trio.testing import ServerInfo
+from lkrtc_trio.testing.pytest_plugin import TokenFactory
+
+pytestmark = pytest.mark.integration
+
+RATE = 48000
+FRAME = RATE // 100  # 10 ms
+AMPLITUDE = 0.5
+SWEEP = [100, 300, 500, 700, 1000]
+COLOURS = {
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+}
+
+
+async def play(source: lk.AudioSource, plan: Sequence[tuple[float, float]]) -> None:
+    """Captures (frequency, seconds) segments, phase-continuous, 10 ms frames."""
+    phase = 0.0
+    for freq, seconds in plan:
+        for _ in range(round(seconds * 100)):
+            frame = lk.AudioFrame.create(RATE, 1, FRAME)
+            t = np.arange(FRAME) / RATE
+            frame.to_numpy()[:, 0] = (
+                AMPLITUDE * 32767 * np.sin(phase + 2 * np.pi * freq * t)
+            ).astype(np.int16)
+            phase = (phase + 2 * np.pi * freq * FRAME / RATE) % (2 * np.pi)
+            await source.capture_frame(frame)
+
+
+def dominant(samples: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(samples.astype(float) * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / RATE)[np.argmax(spec)])
+
+
+def nearest(choices: list[int], value: float) -> str:
+    return str(min(choices, key=lambda f: abs(f - value)))
+
+
+def runs(labels: list[str], min_len: int) -> list[str]:
+    out: list[str] = []
+    count = 0
+    for i, label in enumerate(labels):
+        count = count + 1 if i and label == labels[i - 1] else 1
+        if count == min_len and (not out or out[-1] != label):
+            out.append(label)
+    return out
+
+
+@asynccontextmanager
+async def publisher_and_subscriber(
+    server: ServerInfo, token: TokenFactory
+) -> AsyncIterator[tuple[lk.Room, lk.Room]]:
+    async with (
+        lk.open_room(server.url, token("pub")) as pub,
+        lk.open_room(server.url, token("sub")) as sub,
+    ):
+        yield pub, sub
+    with trio.fail_after(10):
+        while lk.pending_requests() or lk.live_native_handles():
+            await trio.sleep(0.01)
+
+
+async def subscribed(events: lk.EventSubscription, kind: lk.TrackKind) -> lk.TrackSubscribed:
+    with trio.fail_after(15):
+        async for event in events:
+            if isinstance(event, lk.TrackSubscribed) and event.track.kind == kind:
+                return event
+    raise AssertionError("room ended")
+
+
+async def test_tone_and_sweep_arrive_intact(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    async with publisher_and_subscriber(livekit_server, livekit_token) as (pub, sub):
+        with sub.events() as events:
+            async with lk.AudioSource(RATE, 1) as source:
+                track = lk.LocalAudioTrack.create_audio_track("tone", source)
+                await pub.local_participant.publish_track(
+                    track, lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_MICROPHONE)
+                )
+                got = await subscribed(events, lk.TrackKind.KIND_AUDIO)
+                assert got.participant.identity == "pub" and got.publication.subscribed
+                stream = lk.AudioStream(got.track, sample_rate=RATE, num_channels=1, capacity=1000)
+                chunks: list[np.ndarray] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(play, source, [(440, 2.0)] + [(f, 0.5) for f in SWEEP])
+
+                    with trio.fail_after(15):
+                        async for frame in stream:
+                            assert (frame.sample_rate, frame.num_channels) == (RATE, 1)
+                            chunks.append(frame.to_numpy()[:, 0].copy())
+                            if sum(map(len, chunks)) >= RATE * 4.8:
+                                break
+                stream.close()
+                assert stream.dropped_frames == 0
+                signal = np.concatenate(chunks)
+                start = int(np.argmax(np.abs(signal) > 1000))  # first audible sample
+                steady = signal[start + RATE // 2 : start + int(RATE * 1.8)]
+                assert abs(dominant(steady) - 440) <= 15
+                sent_rms = AMPLITUDE * 32767 / math.sqrt(2)
+                rms = float(np.sqrt(np.mean(steady.astype(float) ** 2)))
+                assert abs(rms - sent_rms) / sent_rms < 0.10, (rms, sent_rms)
+                window = RATE // 10
+                sweep_part = signal[start + 2 * RATE :]
+                labels = [
+                    nearest(SWEEP, dominant(sweep_part[i : i + window]))
+                    for i in range(0, len(sweep_part) - window, window)
+                ]
+                order = runs(labels, 2)
+                assert order == [str(f) for f in SWEEP], labels
+                await pub.local_participant.unpublish_track(track.sid)
+                track.close()
+
+
+async def test_video_colour_cycle_arrives_in_order(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    width, height, fps = 320, 240, 30
+    async with publisher_and_subscriber(livekit_server, livekit_token) as (pub, sub):
+        with sub.events() as events:
+            async with lk.VideoSource(width, height) as source:
+                track = lk.LocalVideoTrack.create_video_track("colours", source)
+                await pub.local_participant.publish_track(
+                    track, lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_CAMERA)
+                )
+
+                async def cycle() -> None:
+                    frame = lk.VideoFrame.create(width, height, lk.VideoBufferType.RGBA)
+                    pixels = frame.to_numpy()
+                    for name in ["black", *COLOURS]:  # black first: let the stream start
+                        pixels[:] = (*COLOURS[name], 255)
+                        for _ in range(int(fps * 0.8)):
+                            source.capture_frame(frame)
+                            await trio.sleep(1 / fps)
+
+                got = await subscribed(events, lk.TrackKind.KIND_VIDEO)
+                stream = lk.VideoStream(got.track, format=lk.VideoBufferType.RGBA, capacity=500)
+                labels: list[str] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(cycle)
+                    with trio.fail_after(15):
+                        async for frame in stream:
+                            mean = frame.to_numpy()[::8, ::8, :3].reshape(-1, 3).mean(axis=0)
+                            name, dist = min(
+                                ((n, float(np.abs(mean - c).max())) for n, c in COLOURS.items()),
+                                key=lambda x: x[1],
+                            )
+                            labels.append(name if dist < 60 else "?")
+                            if len(runs(labels, 3)) >= 6 and labels[-1] == "black":
+                                break
+                            if nursery.cancel_scope.cancel_called:
+                                break
+                    nursery.cancel_scope.cancel()
+                stream.close()
+                order = [c for c in runs(labels, 3) if c != "?"]
+                assert order[-5:] == list(COLOURS), labels
+                await pub.local_participant.unpublish_track(track.sid)
+                track.close()
+
+
+async def test_track_events_mute_and_stream_end(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    async with publisher_and_subscriber(livekit_server, livekit_token) as (pub, sub):
+        with sub.events() as theirs, pub.events() as mine:
+            source = lk.AudioSource(RATE, 1)
+            track = lk.LocalAudioTrack.create_audio_track("mic", source)
+            publication = await pub.local_participant.publish_track(track)
+            assert publication.track is track and track.sid == publication.sid
+            assert pub.local_participant.track_publications == {publication.sid: publication}
+
+            async def next_event(sub_: lk.EventSubscription, kind: type) -> object:
+                with trio.fail_after(15):
+                    async for e in sub_:
+                        if isinstance(e, kind):
+                            return e
+                raise AssertionError("ended")
+
+            local = await next_event(mine, lk.LocalTrackPublished)
+            assert isinstance(local, lk.LocalTrackPublished) and local.publication is publication
+            remote = await next_event(theirs, lk.TrackPublished)
+            assert isinstance(remote, lk.TrackPublished) and remote.publication.sid == track.sid
+            got = await next_event(theirs, lk.TrackSubscribed)
+            assert isinstance(got, lk.TrackSubscribed)
+            stream = lk.AudioStream(got.track)
+
+            track.mute()
+            assert track.muted
+            muted = await next_event(theirs, lk.TrackMuted)
+            assert isinstance(muted, lk.TrackMuted) and muted.publication.muted
+            track.unmute()
+            unmuted = await next_event(theirs, lk.TrackUnmuted)
+            assert isinstance(unmuted, lk.TrackUnmuted) and not unmuted.publication.muted
+
+            await pub.local_participant.unpublish_track(track.sid)
+            gone = await next_event(mine, lk.LocalTrackUnpublished)
+            assert isinstance(gone, lk.LocalTrackUnpublished)
+            assert pub.local_participant.track_publications == {}
+            unsub = await next_event(theirs, lk.TrackUnsubscribed)
+            assert isinstance(unsub, lk.TrackUnsubscribed) and unsub.track is got.track
+            with trio.fail_after(5):  # the stream ends by itself
+                async for _ in stream:
+                    pass
+            assert got.track.closed
+            with pytest.raises(lk.UnpublishTrackError):
+                await pub.local_participant.unpublish_track(track.sid)
+            track.close()
+            source.close()
+            with pytest.raises(lk.RoomClosedError):
+                await pub.local_participant.publish_track(track)
+
+
+async def test_stream_ends_when_the_publisher_leaves(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    async with lk.open_room(livekit_server.url, livekit_token("listener")) as listener:
+        with listener.events() as events:
+            async with lk.open_room(livekit_server.url, livekit_token("talker")) as talker:
+                source = lk.AudioSource(RATE, 1)
+                track = lk.LocalAudioTrack.create_audio_track("mic", source)
+                await talker.local_participant.publish_track(track)
+                got = await subscribed(events, lk.TrackKind.KIND_AUDIO)
+                stream = lk.AudioStream(got.track)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(play, source, [(440, 0.5)])
+                    with trio.fail_after(5):
+                        await stream.receive()  # media flows
+            # talker left: the stream ends by itself (python-sdks #179)
+            with trio.fail_after(10):
+                async for _ in stream:
+                    pass
+            track.close()
+            source.close()
+    with trio.fail_after(10):
+        while lk.live_native_handles():
+            await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.005, 0.02])
+async def test_cancelled_publish_leaves_no_track_behind(
+    livekit_server: ServerInfo, livekit_token: TokenFactory, delay: float
+) -> None:
+    async with publisher_and_subscriber(livekit_server, livekit_token) as (pub, sub):
+        source = lk.AudioSource(RATE, 1)
+        track = lk.LocalAudioTrack.create_audio_track("mic", source)
+        returned = False
+        with trio.move_on_after(delay):
+            publication = await pub.local_participant.publish_track(track)
+            returned = True
+            await trio.sleep_forever()
+        if returned:  # the publish completed before the cancel: the track is ours
+            await pub.local_participant.unpublish_track(publication.sid)
+        else:  # cancelled mid-publish: the late completion is unpublished for us
+            assert pub.local_participant.track_publications == {}
+        with trio.fail_after(15):
+            while lk.pending_requests():
+                await trio.sleep(0.01)
+        assert pub.local_participant.track_publications == {}
+        # the peer ends up seeing no track of ours either way
+        with trio.fail_after(15):
+            while any(p.track_publications for p in sub.remote_participants.values()):
+                await trio.sleep(0.05)
+        track.close()
+        source.close()
+
+
+async def test_publish_without_permission_raises(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    async with (
+        lk.open_room(livekit_server.url, livekit_token("viewer", can_publish=False)) as room,
+        lk.AudioSource(RATE, 1) as source,
+    ):
+        track = lk.LocalAudioTrack.create_audio_track("mic", source)
+        with trio.fail_after(20), pytest.raises(lk.PublishTrackError):
+            await room.local_participant.publish_track(track)
+        assert room.local_participant.track_publications == {}
+        track.close()
