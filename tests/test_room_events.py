@@ -184,7 +184,7 @@ async def test_unsupported_events_release_handles_and_still_arrive() -> None:
 
     push(rt, opened)
 
-    def subscribed(e: Any) -> None:  # media: issue 4; the track handle is released
+    def subscribed(e: Any) -> None:  # for an unknown publication: the track is released
         e.track_subscribed.participant_identity = "x"
         e.track_subscribed.track.handle.id = 778
 
@@ -195,9 +195,8 @@ async def test_unsupported_events_release_handles_and_still_arrive() -> None:
         e.room_updated.metadata = "rm"
 
     push(rt, room_info)
-    stream, native, updated = drain(sub)
+    stream, updated = drain(sub)
     assert isinstance(stream, lk.DataStreamEvent) and stream.name == "ByteStreamOpened"
-    assert isinstance(native, lk.NativeRoomEvent) and native.name == "track_subscribed"
     assert isinstance(updated, lk.RoomUpdated)
     assert (room.sid, room.metadata) == ("RM_1", "rm")
     assert backend.dropped == [777, 778]
@@ -234,8 +233,7 @@ async def test_overflow_then_error_and_eos_ends_subscriptions() -> None:
 
 
 async def test_every_native_room_event_kind_is_translated() -> None:
-    """No RoomEvent field ends up as NativeRoomEvent except the media ones
-    (issue 4), and none raises."""
+    """No RoomEvent field ends up as NativeRoomEvent, and none raises."""
     room, rt, _ = make_room()
     sub = room.events(max_buffer=100)
     media = {
@@ -255,5 +253,5 @@ async def test_every_native_room_event_kind_is_translated() -> None:
 
         push(rt, fill)
     natives = {e.name for e in drain(sub) if isinstance(e, lk.NativeRoomEvent)}
-    assert natives <= media
+    assert natives == set()
     room._release()
