@@ -7,12 +7,17 @@ connects "alice" and "bob" with lkrtc_trio, and then:
 2. alice calls bob's RPC method ``greet`` (a round trip);
 3. alice sends bob a data packet on the topic "chat";
 4. bob updates his attributes, and alice sees the change;
-5. bob leaves, alice sees him go; then alice leaves, and every native
+5. alice publishes a 440 Hz tone as a microphone track; bob is subscribed
+   to it (``TrackSubscribed``), reads 1.5 s of it with ``AudioStream`` and
+   measures its frequency (numpy's FFT when numpy is installed, else zero
+   crossings); then alice unpublishes it and bob's stream ends by itself;
+6. bob leaves, alice sees him go; then alice leaves, and every native
    handle has been released.
 
 Each step is printed with the time since the start. Exits 0 only if every
 outcome is the expected one. See examples/rpc.py and examples/data.py for
-more, and docs/ for the concepts.
+more, examples/publish_tone.py and examples/record_wav.py for audio, and
+docs/ for the concepts.
 
 Run: ``make demo`` (or, with the server binary already installed by
 ``python -m lkrtc_trio.testing install-server``:
@@ -23,7 +28,10 @@ Run: ``make demo`` (or, with the server binary already installed by
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import secrets
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +49,9 @@ from lkrtc_trio.testing import (
 )
 
 START = time.monotonic()
+SAMPLE_RATE = 48000
+TONE_HZ = 440.0
+TOLERANCE_HZ = 15.0
 
 
 def say(who: str, what: str) -> None:
@@ -125,6 +136,98 @@ async def see_leave(alice_events: lk.EventSubscription) -> None:
                     break
 
 
+def tone_frame(first_sample: int) -> lk.AudioFrame:
+    """10 ms of the tone (48 kHz mono), from sample ``first_sample``."""
+    frame = lk.AudioFrame.create(SAMPLE_RATE, 1, SAMPLE_RATE // 100)
+    data = frame.data  # a writable int16 memoryview of the frame's own buffer
+    step = 2 * math.pi * TONE_HZ / SAMPLE_RATE
+    for i in range(len(data)):
+        data[i] = int(0.3 * 32767 * math.sin(step * (first_sample + i)))
+    return frame
+
+
+async def play_tone(room: lk.Room, stop: trio.Event) -> None:
+    """Publishes the tone until `stop` is set, then unpublishes it and closes
+    the track and the source (each holds a native handle)."""
+    source = lk.AudioSource(SAMPLE_RATE, 1)
+    track = lk.LocalAudioTrack.create_audio_track("tone", source)
+    try:
+        options = lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_MICROPHONE)
+        pub = await room.local_participant.publish_track(track, options)
+        say("alice", f"publishes a {TONE_HZ:g} Hz tone as track {pub.sid}")
+        sample = 0
+        while not stop.is_set():
+            await source.capture_frame(tone_frame(sample))  # waits while the queue is full
+            sample += SAMPLE_RATE // 100
+        source.clear_queue()
+        await room.local_participant.unpublish_track(pub.sid)
+        say("alice", f"unpublished the tone after {sample / SAMPLE_RATE:.2f} s of audio")
+    finally:
+        track.close()
+        source.close()
+
+
+def dominant_frequency(pcm: bytes | bytearray) -> tuple[float, str]:
+    """The strongest frequency in int16 mono `pcm`, and how it was found."""
+    try:
+        import numpy as np
+    except ImportError:
+        return zero_crossing_frequency(memoryview(pcm).cast("h")), "zero crossings"
+    x = np.frombuffer(pcm, dtype=np.int16) * np.hanning(len(pcm) // 2)
+    spectrum = np.abs(np.fft.rfft(x))
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = spectrum[k - 1], spectrum[k], spectrum[k + 1]  # parabolic peak interpolation
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c else 0.0
+    return float((k + shift) * SAMPLE_RATE / len(x)), "numpy FFT"
+
+
+def zero_crossing_frequency(samples: memoryview, threshold: int = 1000) -> float:
+    """Median period between upward zero crossings (with hysteresis, so that
+    silence and noise do not count). Standard library only."""
+    crossings: list[float] = []
+    prev, armed = 0, False
+    for i, x in enumerate(samples):
+        if x < -threshold:
+            armed = True
+        elif armed and x >= 0 > prev:
+            crossings.append(i - 1 + prev / (prev - x))
+            armed = False
+        prev = x
+    periods = [b - a for a, b in itertools.pairwise(crossings)]
+    return SAMPLE_RATE / statistics.median(periods) if periods else 0.0
+
+
+async def audio_tone(alice: lk.Room, bob_events: lk.EventSubscription) -> None:
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(play_tone, alice, stop)
+        try:
+            with trio.fail_after(15):
+                async for event in bob_events:
+                    match event:
+                        case lk.TrackSubscribed(track=lk.RemoteAudioTrack() as track):
+                            say("bob", f"subscribed to alice's audio track {track.sid}")
+                            break
+            pcm = bytearray()
+            # AudioStream delivers 10 ms frames, resampled to what we ask for.
+            # Leaving the block closes it and releases its native handle.
+            async with lk.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1) as stream:
+                with trio.fail_after(15):
+                    async for frame in stream:
+                        if len(pcm) < int(1.5 * SAMPLE_RATE) * 2:
+                            pcm += frame.data  # the int16 samples, as bytes
+                            if len(pcm) >= int(1.5 * SAMPLE_RATE) * 2:
+                                say("bob", f"read {len(pcm) // 2 / SAMPLE_RATE:.2f} s of audio")
+                                stop.set()  # alice stops and unpublishes
+                    # The loop ends by itself once alice has unpublished the track.
+                    say("bob", f"the stream ended ({stream.dropped_frames} frames dropped)")
+        finally:
+            stop.set()
+    freq, how = dominant_frequency(pcm)
+    say("bob", f"hears {freq:.1f} Hz ({how})")
+    check(abs(freq - TONE_HZ) <= TOLERANCE_HZ, f"heard {freq:.1f} Hz, not {TONE_HZ:g} Hz")
+
+
 async def run(url: str, token: Callable[..., str]) -> None:
     async with lk.open_room(url, token("alice", name="Alice")) as alice:
         say("alice", f"connected to room {alice.name!r} as {alice.local_participant.sid}")
@@ -140,8 +243,10 @@ async def run(url: str, token: Callable[..., str]) -> None:
                     await data_exchange(alice, bob_events)
                     say("demo", "-- 4. an attributes update")
                     await attributes_update(bob, alice_events)
+                    say("demo", f"-- 5. audio: a {TONE_HZ:g} Hz tone")
+                    await audio_tone(alice, bob_events)
                 say("bob", "leaving")
-            say("demo", "-- 5. leaving")
+            say("demo", "-- 6. leaving")
             await see_leave(alice_events)
         say("alice", "leaving")
     handles = lk.live_native_handles()

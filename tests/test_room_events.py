@@ -236,12 +236,6 @@ async def test_every_native_room_event_kind_is_translated() -> None:
     """No RoomEvent field ends up as NativeRoomEvent, and none raises."""
     room, rt, _ = make_room()
     sub = room.events(max_buffer=100)
-    media = {
-        "local_track_published",
-        "local_track_unpublished",
-        "track_subscribed",
-        "track_unsubscribed",
-    }
     room_event = ffi_pb2.FfiEvent.DESCRIPTOR.fields_by_name["room_event"].message_type
     assert room_event is not None
     for field in room_event.fields:

@@ -11,11 +11,18 @@ a failed connect writes ``{"event": "error", ...}`` and exits 3. Logs go to stde
 Commands (``"cmd"``): ``list``, ``publish_data``, ``perform_rpc``, ``register_rpc`` (behaviour
 echo/error/raise/sleep), ``unregister_rpc``, ``participant`` (a participant's identity, sid,
 name, metadata, attributes and kind as this peer sees it), ``publish_dtmf``,
-``publish_transcription``, ``set_metadata``, ``set_name``, ``set_attributes``, ``disconnect``.
+``publish_transcription``, ``set_metadata``, ``set_name``, ``set_attributes``, ``disconnect``;
+media: ``record_audio`` (identity, seconds, sample_rate, num_channels, window, wait: per-window
+dominant frequency and RMS of a participant's audio, never the audio itself), ``record_video``
+(identity, seconds, wait: mean [r, g, b] of each frame and the first frame's size),
+``publish_tone`` (frequency, seconds, sample_rate, amplitude, name: a sine tone published as a
+microphone track, unpublished when it has played; replies with its sid).
 Events: ``connected``, ``participant_connected``/``_disconnected``, ``data_received``,
-``participant_metadata_changed``/``_name_changed``/``_attributes_changed``, ``track_*``,
-``sip_dtmf_received``, ``transcription_received``, ``rpc_invoked``, ``rpc_returned`` (a handler
-returned its payload), ``connection_state_changed``, ``disconnected``.
+``participant_metadata_changed``/``_name_changed``/``_attributes_changed``,
+``track_published``/``_unpublished``/``_subscribed``/``_unsubscribed``/``_muted``/``_unmuted``
+(identity, track_sid, kind, name, source), ``sip_dtmf_received``, ``transcription_received``,
+``rpc_invoked``, ``rpc_returned`` (a handler returned its payload), ``record_started`` (a
+recording's stream exists), ``tone_published``, ``connection_state_changed``, ``disconnected``.
 
 This runs in its own process because one process cannot initialise the native library twice.
 """
@@ -33,6 +40,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
+import numpy as np
 from livekit import rtc
 
 log = logging.getLogger("official_peer")
@@ -91,6 +99,17 @@ def _ident(p: rtc.Participant | None) -> str | None:
     return None if p is None else p.identity
 
 
+def _publication_fields(p: rtc.Participant, pub: rtc.TrackPublication) -> JsonDict:
+    """What track events report: whose track, its sid, kind, name and source."""
+    return {
+        "identity": p.identity,
+        "track_sid": pub.sid,
+        "kind": int(pub.kind),
+        "name": pub.name,
+        "source": int(pub.source),
+    }
+
+
 def _attach_room_events(room: rtc.Room) -> None:
     def on_participant_connected(p: rtc.RemoteParticipant) -> None:
         emit(
@@ -135,23 +154,26 @@ def _attach_room_events(room: rtc.Room) -> None:
         )
 
     def on_track_published(pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
-        emit(
-            "track_published",
-            identity=p.identity,
-            track_sid=pub.sid,
-            kind=int(pub.kind),
-            name=pub.name,
-        )
+        emit("track_published", **_publication_fields(p, pub), muted=pub.muted)
+
+    def on_track_unpublished(pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
+        emit("track_unpublished", **_publication_fields(p, pub))
 
     def on_track_subscribed(
         track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant
     ) -> None:
-        emit("track_subscribed", identity=p.identity, track_sid=pub.sid, kind=int(pub.kind))
+        emit("track_subscribed", **_publication_fields(p, pub))
 
     def on_track_unsubscribed(
         track: rtc.Track | None, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant
     ) -> None:
-        emit("track_unsubscribed", identity=p.identity, track_sid=pub.sid, kind=int(pub.kind))
+        emit("track_unsubscribed", **_publication_fields(p, pub))
+
+    def on_track_muted(p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+        emit("track_muted", **_publication_fields(p, pub))
+
+    def on_track_unmuted(p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+        emit("track_unmuted", **_publication_fields(p, pub))
 
     def on_sip_dtmf_received(dtmf: rtc.SipDTMF) -> None:
         emit(
@@ -193,8 +215,11 @@ def _attach_room_events(room: rtc.Room) -> None:
         "participant_name_changed": on_name_changed,
         "participant_attributes_changed": on_attributes_changed,
         "track_published": on_track_published,
+        "track_unpublished": on_track_unpublished,
         "track_subscribed": on_track_subscribed,
         "track_unsubscribed": on_track_unsubscribed,
+        "track_muted": on_track_muted,
+        "track_unmuted": on_track_unmuted,
         "sip_dtmf_received": on_sip_dtmf_received,
         "transcription_received": on_transcription_received,
     }
@@ -244,6 +269,53 @@ def _participant_info(p: rtc.Participant) -> JsonDict:
     }
 
 
+# -- media -------------------------------------------------------------------------------
+
+
+def _dominant_frequency(segment: np.ndarray[Any, Any], sample_rate: int) -> float:
+    """Frequency (Hz) of the strongest rfft bin of ``segment`` under a Hann window,
+    refined by parabolic interpolation of the log magnitudes around the peak."""
+    n = len(segment)
+    spectrum = np.abs(np.fft.rfft(segment * np.hanning(n)))
+    k = int(np.argmax(spectrum))
+    offset = 0.0
+    if 0 < k < len(spectrum) - 1:
+        a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-12)
+        denom = a - 2 * b + c
+        if denom < 0:
+            offset = float(0.5 * (a - c) / denom)
+    return (k + offset) * sample_rate / n
+
+
+def analyse_audio(samples: np.ndarray[Any, Any], sample_rate: int, window: float) -> JsonDict:
+    """Per non-overlapping window of ``window`` seconds: dominant frequency and RMS
+    (in int16 sample units) of a mono float signal."""
+    size = max(2, round(window * sample_rate))
+    freqs: list[float] = []
+    rms: list[float] = []
+    for start in range(0, len(samples) - size + 1, size):
+        segment = samples[start : start + size]
+        freqs.append(round(_dominant_frequency(segment, sample_rate), 2))
+        rms.append(round(float(np.sqrt(np.mean(segment**2))), 2))
+    return {"windows": freqs, "rms": rms, "window_samples": size}
+
+
+async def _close_stream(stream: rtc.AudioStream | rtc.VideoStream) -> None:
+    """Closes a stream, giving up after 5 s (closing waits for its end of stream)."""
+    try:
+        await asyncio.wait_for(stream.aclose(), 5)
+    except Exception:
+        log.exception("closing %r failed", stream)
+
+
+def _mean_colour(frame: rtc.VideoFrame, step: int = 4) -> list[int]:
+    """Mean [r, g, b] of an RGBA frame, over every ``step``-th pixel of every
+    ``step``-th row."""
+    pixels = np.frombuffer(frame.data, dtype=np.uint8)[: frame.width * frame.height * 4]
+    rgb = pixels.reshape(frame.height, frame.width, 4)[::step, ::step, :3]
+    return [round(float(v)) for v in rgb.mean(axis=(0, 1))]
+
+
 class Peer:
     def __init__(self, room: rtc.Room) -> None:
         self.room = room
@@ -252,6 +324,146 @@ class Peer:
 
     def remote_identities(self) -> list[str]:
         return sorted(p.identity for p in self.room.remote_participants.values())
+
+    async def subscribed_track(
+        self, identity: str, kind: rtc.TrackKind.ValueType, timeout: float
+    ) -> tuple[rtc.RemoteTrack, rtc.RemoteTrackPublication]:
+        """The first subscribed track of ``kind`` that ``identity`` publishes, waiting up
+        to ``timeout`` seconds for one. Raises TimeoutError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            p = self.room.remote_participants.get(identity)
+            for pub in [] if p is None else list(p.track_publications.values()):
+                if pub.kind == kind and pub.track is not None:
+                    return pub.track, pub
+            if loop.time() > deadline:
+                raise TimeoutError(f"no subscribed track of kind {kind} from {identity!r}")
+            await asyncio.sleep(0.02)
+
+    async def record_audio(self, cmd: JsonDict) -> JsonDict:
+        """Reads ``seconds`` of a participant's audio track and returns its analysis
+        (never the audio). Emits ``record_started`` once the stream exists."""
+        identity = str(cmd["identity"])
+        seconds = float(cmd["seconds"])
+        sample_rate = int(cmd.get("sample_rate", 48000))
+        num_channels = int(cmd.get("num_channels", 1))
+        window = float(cmd.get("window", 0.1))
+        wait = float(cmd.get("wait", 10.0))
+        track, pub = await self.subscribed_track(identity, rtc.TrackKind.KIND_AUDIO, wait)
+        stream = rtc.AudioStream(track, sample_rate=sample_rate, num_channels=num_channels)
+        emit("record_started", id=cmd.get("id"), identity=identity, track_sid=pub.sid)
+        need = round(seconds * sample_rate)
+        chunks: list[np.ndarray[Any, Any]] = []
+
+        async def read() -> bool:
+            """True if the stream ended before ``need`` samples."""
+            have = 0
+            async for event in stream:
+                f = event.frame
+                pcm = np.frombuffer(f.data, dtype=np.int16)
+                pcm = pcm[: f.samples_per_channel * f.num_channels]
+                mono = pcm.reshape(-1, f.num_channels).astype(np.float64).mean(axis=1)
+                chunks.append(mono)
+                have += len(mono)
+                if have >= need:
+                    return False
+            return True
+
+        try:
+            ended = await asyncio.wait_for(read(), seconds + wait)
+        finally:
+            await _close_stream(stream)
+        frames = len(chunks)
+        samples = np.concatenate(chunks)[:need] if chunks else np.zeros(0)
+        return {
+            "track_sid": pub.sid,
+            "samples": len(samples),
+            "frames": frames,
+            "sample_rate": sample_rate,
+            "window": window,
+            "ended": ended,
+            **analyse_audio(samples, sample_rate, window),
+        }
+
+    async def record_video(self, cmd: JsonDict) -> JsonDict:
+        """Reads ``seconds`` of a participant's video track; returns each frame's mean
+        colour. Emits ``record_started`` once the stream exists."""
+        identity = str(cmd["identity"])
+        seconds = float(cmd["seconds"])
+        wait = float(cmd.get("wait", 10.0))
+        track, pub = await self.subscribed_track(identity, rtc.TrackKind.KIND_VIDEO, wait)
+        stream = rtc.VideoStream(track)
+        emit("record_started", id=cmd.get("id"), identity=identity, track_sid=pub.sid)
+        loop = asyncio.get_running_loop()
+        colours: list[list[int]] = []
+        sizes: list[list[int]] = []
+        ended = False
+
+        async def read() -> None:
+            nonlocal ended
+            async for event in stream:
+                frame = event.frame
+                if frame.type != rtc.VideoBufferType.RGBA:
+                    frame = frame.convert(rtc.VideoBufferType.RGBA)
+                colours.append(_mean_colour(frame))
+                size = [frame.width, frame.height]
+                if not sizes or sizes[-1] != size:
+                    sizes.append(size)
+            ended = True
+
+        # the first frame may take up to ``wait`` seconds; then record for ``seconds``
+        reader = asyncio.ensure_future(read())
+        try:
+            first_by = loop.time() + wait
+            while not colours and not reader.done() and loop.time() < first_by:
+                await asyncio.sleep(0.01)
+            if colours:
+                await asyncio.wait({reader}, timeout=seconds)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await _close_stream(stream)
+        if not colours:
+            raise TimeoutError(f"no video frame from {identity} within {wait}s")
+        return {
+            "track_sid": pub.sid,
+            "colours": colours,
+            "frames": len(colours),
+            "width": sizes[0][0],
+            "height": sizes[0][1],
+            "sizes": sizes,
+            "ended": ended,
+        }
+
+    async def publish_tone(self, cmd: JsonDict) -> JsonDict:
+        """Publishes a microphone track playing a sine tone for ``seconds``, then
+        unpublishes it. Emits ``tone_published`` with the sid once published."""
+        frequency = float(cmd["frequency"])
+        seconds = float(cmd["seconds"])
+        sample_rate = int(cmd.get("sample_rate", 48000))
+        amplitude = float(cmd.get("amplitude", 0.5))
+        name = str(cmd.get("name", "tone"))
+        lp = self.room.local_participant
+        source = rtc.AudioSource(sample_rate, 1)
+        try:
+            track = rtc.LocalAudioTrack.create_audio_track(name, source)
+            options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            pub = await lp.publish_track(track, options)
+            emit("tone_published", id=cmd.get("id"), track_sid=pub.sid, name=name)
+            per_frame = sample_rate // 100  # 10 ms frames
+            t = np.arange(per_frame) / sample_rate
+            total = round(seconds * 100)
+            for i in range(total):
+                phase = 2 * np.pi * frequency * i * per_frame / sample_rate
+                wave = amplitude * 32767 * np.sin(phase + 2 * np.pi * frequency * t)
+                frame = rtc.AudioFrame(wave.astype(np.int16).tobytes(), sample_rate, 1, per_frame)
+                await source.capture_frame(frame)
+            await source.wait_for_playout()
+            await lp.unpublish_track(pub.sid)
+        finally:
+            await source.aclose()
+        return {"track_sid": pub.sid, "samples": total * per_frame}
 
     async def run_command(self, cmd: JsonDict) -> Any:
         name = cmd.get("cmd")
@@ -323,6 +535,12 @@ class Peer:
         if name == "set_attributes":
             await lp.set_attributes({str(k): str(v) for k, v in dict(cmd["attributes"]).items()})
             return None
+        if name == "record_audio":
+            return await self.record_audio(cmd)
+        if name == "record_video":
+            return await self.record_video(cmd)
+        if name == "publish_tone":
+            return await self.publish_tone(cmd)
         if name == "disconnect":
             await self.room.disconnect()
             self.stop.set()
