@@ -199,6 +199,8 @@ def zero_crossing_frequency(samples: memoryview, threshold: int = 1000) -> float
 
 async def audio_tone(alice: lk.Room, bob_events: lk.EventSubscription) -> None:
     stop = trio.Event()
+    wanted = int(1.5 * SAMPLE_RATE) * 2  # bytes: 1.5 s of int16 mono
+    pcm = bytearray()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(play_tone, alice, stop)
         try:
@@ -208,22 +210,24 @@ async def audio_tone(alice: lk.Room, bob_events: lk.EventSubscription) -> None:
                         case lk.TrackSubscribed(track=lk.RemoteAudioTrack() as track):
                             say("bob", f"subscribed to alice's audio track {track.sid}")
                             break
-            pcm = bytearray()
-            # AudioStream delivers 10 ms frames, resampled to what we ask for.
-            # Leaving the block closes it and releases its native handle.
+            # 10 ms frames, in the format asked for (the native core resamples).
+            # Leaving the block closes the stream and releases its native handle.
             async with lk.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1) as stream:
                 with trio.fail_after(15):
                     async for frame in stream:
-                        if len(pcm) < int(1.5 * SAMPLE_RATE) * 2:
-                            pcm += frame.data  # the int16 samples, as bytes
-                            if len(pcm) >= int(1.5 * SAMPLE_RATE) * 2:
-                                say("bob", f"read {len(pcm) // 2 / SAMPLE_RATE:.2f} s of audio")
-                                stop.set()  # alice stops and unpublishes
-                    # The loop ends by itself once alice has unpublished the track.
-                    say("bob", f"the stream ended ({stream.dropped_frames} frames dropped)")
+                        pcm += frame.data  # the frame's int16 samples, as bytes
+                        if len(pcm) >= wanted:
+                            break
+                say("bob", f"read {len(pcm) / 2 / SAMPLE_RATE:.2f} s of audio; alice may stop")
+                stop.set()  # alice stops and unpublishes the track
+                with trio.move_on_after(10) as waited:
+                    async for _ in stream:  # ends by itself once the track is unsubscribed
+                        pass
+                check(not waited.cancelled_caught, "the stream did not end with its track")
+                say("bob", f"the stream ended ({stream.dropped_frames} frames dropped)")
         finally:
             stop.set()
-    freq, how = dominant_frequency(pcm)
+    freq, how = dominant_frequency(bytes(pcm[:wanted]))
     say("bob", f"hears {freq:.1f} Hz ({how})")
     check(abs(freq - TONE_HZ) <= TOLERANCE_HZ, f"heard {freq:.1f} Hz, not {TONE_HZ:g} Hz")
 

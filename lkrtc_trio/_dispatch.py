@@ -156,6 +156,9 @@ _LOG_LEVELS = {
 }
 
 
+_DOUBLE_DROP = "Attempted to drop unknown FFI handle"
+
+
 class Dispatcher:
     """The routing tables and the event entry point (see the module doc)."""
 
@@ -281,6 +284,10 @@ class Dispatcher:
         for record in batch.records:
             level = _LOG_LEVELS.get(record.level, logging.DEBUG)
             target = record.target
+            if level == logging.WARNING and record.message.startswith(_DOUBLE_DROP):
+                # The native core drops a room's remote track handles again when
+                # the room closes; lkrtc_trio released them on unsubscribe already.
+                level = logging.DEBUG
             logger = logging.getLogger("lkrtc_trio.native." + target.replace("::", "."))
             if logger.isEnabledFor(level):
                 logger.log(

@@ -748,6 +748,7 @@ class Room:
                 sub._offer(event)
 
     def _on_local_track_unpublished(self, m: Any) -> ev.RoomEvent | None:
+        self._early_local.discard(m.publication_sid)  # a cancelled publish, undone
         pub = self._local._publications.pop(m.publication_sid, None)
         if pub is None:
             return None
