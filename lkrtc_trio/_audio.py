@@ -145,6 +145,9 @@ class AudioSource:
         self.num_channels = num_channels
         self.queue_size_ms = queue_size_ms
         self._playout_end = 0.0  # loop time when queued audio finishes playing
+        # The native source takes one capture at a time: a capture whose caller
+        # was cancelled is still in flight until its completion arrives.
+        self._in_flight: anyio.Event | None = None
 
     @property
     def queued_duration(self) -> float:
@@ -160,6 +163,8 @@ class AudioSource:
 
         The frame's buffer is read by the native core without a copy and kept
         referenced until it is done with it, even if this call is cancelled.
+        Captures are serialized: a call waits for the previous one (also one
+        whose caller was cancelled) to be taken by the native source.
 
         Raises:
             ValueError: the frame's rate or channel count differs from the source's.
@@ -177,20 +182,37 @@ class AudioSource:
             raise RoomClosedError("the audio source is closed")
         if not frame.samples_per_channel:
             return
+        while self._in_flight is not None:
+            await self._in_flight.wait()
+        if self._handle.closed:
+            raise RoomClosedError("the audio source is closed")
         rt = self._rt
         keep, address = rt.backend.address_of(frame._buf)
         req = ffi_pb2.FfiRequest()
         msg = req.capture_audio_frame
         msg.source_handle = self._handle.id
         frame._buffer_info(msg.buffer, address)
-        now = anyio.current_time()
-        self._playout_end = max(self._playout_end, now) + frame.duration
+        done = self._in_flight = anyio.Event()
 
-        def hold_buffer_until_done(_late: Any) -> None:
+        def finished(_late: Any = None) -> None:
+            # Also the reaper of a cancelled call: references `keep` so the
+            # frame's buffer lives until the native core is done with it.
             del _late
             assert keep is not None
+            done.set()
+            if self._in_flight is done:
+                self._in_flight = None
 
-        cb = await rt.request_async(req, "capture_audio_frame", reaper=hold_buffer_until_done)
+        try:
+            cb = await rt.request_async(req, "capture_audio_frame", reaper=finished)
+        except anyio.get_cancelled_exc_class():
+            raise  # sent: `finished` runs when the native core completes it
+        except BaseException:
+            finished()
+            raise
+        finished()
+        now = anyio.current_time()
+        self._playout_end = max(self._playout_end, now) + frame.duration
         if cb.error:
             raise NativeError(f"capture_frame: {cb.error}")
 

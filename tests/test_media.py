@@ -293,3 +293,24 @@ async def test_publish_without_permission_raises(
             await room.local_participant.publish_track(track)
         assert room.local_participant.track_publications == {}
         track.close()
+
+
+async def test_capture_after_a_cancelled_capture_waits_for_it(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """The native source takes one capture at a time; a capture whose caller
+    was cancelled is still in flight, and the next call waits for it instead
+    of failing with InvalidState."""
+    async with (
+        lk.open_room(livekit_server.url, livekit_token("player")) as room,
+        lk.AudioSource(RATE, 1, queue_size_ms=200) as source,
+    ):
+        track = lk.LocalAudioTrack.create_audio_track("mic", source)
+        await room.local_participant.publish_track(track)
+        for _ in range(3):
+            with trio.move_on_after(0.5) as scope:
+                await play(source, [(440, 5.0)])  # fills the queue, then waits
+            assert scope.cancelled_caught
+            await play(source, [(440, 0.05)])  # right away: must not fail
+        await room.local_participant.unpublish_track(track.sid)
+        track.close()

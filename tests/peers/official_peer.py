@@ -22,7 +22,8 @@ Events: ``connected``, ``participant_connected``/``_disconnected``, ``data_recei
 ``track_published``/``_unpublished``/``_subscribed``/``_unsubscribed``/``_muted``/``_unmuted``
 (identity, track_sid, kind, name, source), ``sip_dtmf_received``, ``transcription_received``,
 ``rpc_invoked``, ``rpc_returned`` (a handler returned its payload), ``record_started`` (a
-recording's stream exists), ``tone_published``, ``connection_state_changed``, ``disconnected``.
+recording's stream exists), ``record_first_frame`` (of a video recording), ``tone_published``,
+``connection_state_changed``, ``disconnected``.
 
 This runs in its own process because one process cannot initialise the native library twice.
 """
@@ -387,8 +388,9 @@ class Peer:
         }
 
     async def record_video(self, cmd: JsonDict) -> JsonDict:
-        """Reads ``seconds`` of a participant's video track; returns each frame's mean
-        colour. Emits ``record_started`` once the stream exists."""
+        """Reads ``seconds`` of a participant's video track from its first frame on;
+        returns each frame's mean colour. Emits ``record_started`` once the stream
+        exists and ``record_first_frame`` when the first frame arrives."""
         identity = str(cmd["identity"])
         seconds = float(cmd["seconds"])
         wait = float(cmd.get("wait", 10.0))
@@ -406,6 +408,8 @@ class Peer:
                 frame = event.frame
                 if frame.type != rtc.VideoBufferType.RGBA:
                     frame = frame.convert(rtc.VideoBufferType.RGBA)
+                if not colours:
+                    emit("record_first_frame", id=cmd.get("id"), identity=identity)
                 colours.append(_mean_colour(frame))
                 size = [frame.width, frame.height]
                 if not sizes or sizes[-1] != size:
