@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+from bench._common import Row, row
+
 RATE, CHANNELS = 48000, 2
 FRAME = RATE // 100
 
@@ -174,6 +176,20 @@ def measure(url: str, contender: str, seconds: float, tag: str) -> dict[str, Any
         data = json.loads(text.strip().splitlines()[-1])
         res[role] = {**data, "cpu_per_audio_s": data["cpu_s"] / data["audio_s"]}
     return res
+
+
+def run(url: str, seconds: float = 8.0, rounds: int = 2) -> list[Row]:
+    """Publisher and subscriber processes per contender, interleaved rounds."""
+    samples: dict[tuple[str, str], list[float]] = {}
+    for i in range(rounds):
+        for contender in ("lkrtc", "official"):
+            res = measure(url, contender, seconds, f"{i}")
+            for role in ("publish", "receive"):
+                samples.setdefault((role, contender), []).append(res[role]["cpu_per_audio_s"])
+    return [
+        row("Audio 48 kHz stereo", role, contender, "CPU s per audio s", "lower", s)
+        for (role, contender), s in samples.items()
+    ]
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ resampler handle it returned.
   run in its own process (the native core initializes once per process).
 
 Run one contender: ``python -m bench.ffi_request floor|lkrtc|official [N] [REPEATS]``;
-prints a JSON list of per-repeat us/op.
+prints a JSON list of per-repeat us/op. ``run(url)`` runs all three, 3 rounds
+interleaved, and returns the rows for ``python -m bench``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 import sys
 import time
 from collections.abc import Callable
+
+from bench._common import Row, child_json, row
 
 
 def _time(fn: Callable[[], None], n: int, repeats: int) -> list[float]:
@@ -94,6 +97,20 @@ def official_op() -> Callable[[], None]:
 
 
 CONTENDERS = {"floor": floor_op, "lkrtc": lkrtc_op, "official": official_op}
+
+
+def run(url: str) -> list[Row]:
+    """3 rounds x 7 repeats x 20000 requests per contender (no server needed)."""
+    del url
+    samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    for _ in range(3):
+        for name in CONTENDERS:
+            samples[name] += child_json("bench.ffi_request", name)
+    return [
+        row("FFI request round trip (no server)", "new_audio_resampler", name, "us/op", "lower", s)
+        for name, s in samples.items()
+    ]
+
 
 if __name__ == "__main__":
     which = sys.argv[1]

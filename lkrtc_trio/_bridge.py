@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import anyio
 import sniffio
 
 __all__ = ["Bridge", "LoopConflictError", "current_loop"]
@@ -36,8 +37,9 @@ class LoopConflictError(RuntimeError):
     """lkrtc_trio is in use by another running event loop in this process."""
 
 
-def current_loop() -> tuple[Hashable, Schedule]:
-    """The running loop's identity and its thread-safe scheduling function.
+def current_loop() -> tuple[Hashable, Schedule, Callable[[], Any]]:
+    """The running loop's identity, its thread-safe scheduling function, and
+    the cheapest event class that works on it (a waiter's wake-up).
 
     Raises:
         RuntimeError: not called from trio or asyncio.
@@ -47,12 +49,12 @@ def current_loop() -> tuple[Hashable, Schedule]:
         import trio
 
         token = trio.lowlevel.current_trio_token()
-        return token, token.run_sync_soon
+        return token, token.run_sync_soon, trio.Event
     if lib == "asyncio":
         import asyncio
 
         loop = asyncio.get_running_loop()
-        return loop, loop.call_soon_threadsafe
+        return loop, loop.call_soon_threadsafe, asyncio.Event
     raise RuntimeError(f"lkrtc_trio runs on trio or asyncio, not on {lib}")
 
 
@@ -73,6 +75,9 @@ class Bridge:
         self._schedule: Schedule | None = None
         self._loop: Hashable | None = None
         self._dropped = 0
+        #: Event class of the attached loop (``trio.Event``: 0.25 us to create,
+        #: against 1.2 us for ``anyio.Event``); used for request waiters.
+        self.new_event: Callable[[], Any] = anyio.Event
 
     # -- any thread ------------------------------------------------------------
     def push(self, data: bytes) -> None:
@@ -105,7 +110,7 @@ class Bridge:
         Raises:
             LoopConflictError: another loop still has pending calls or open rooms.
         """
-        key, schedule = current_loop()
+        key, schedule, new_event = current_loop()
         if key is self._loop:
             return
         with self._lock:
@@ -116,6 +121,7 @@ class Bridge:
                 )
             self._loop = key
             self._schedule = schedule
+            self.new_event = new_event
             kick = bool(self._pending) and not self._scheduled
             if kick:
                 self._scheduled = True

@@ -121,14 +121,14 @@ class Waiter:
 
     __slots__ = ("_event", "error", "value")
 
-    def __init__(self) -> None:
-        self._event = anyio.Event()
+    def __init__(self, event: Any) -> None:
+        self._event = event
         self.value: Any = None
         self.error: BaseException | None = None
 
     @property
     def done(self) -> bool:
-        return self._event.is_set()
+        return bool(self._event.is_set())
 
     def set(self, value: Any) -> None:
         self.value = value
@@ -172,6 +172,8 @@ class Dispatcher:
         self._sinks: dict[int, EventSink] = {}
         self.panic: NativePanicError | None = None
         self.stray_count = 0
+        #: Event class for waiters; the runtime sets the attached loop's own.
+        self.new_event: Callable[[], Any] = anyio.Event
 
     # -- registration (loop thread) ------------------------------------------------
     def add_waiter(self, async_id: int) -> Waiter:
@@ -184,7 +186,7 @@ class Dispatcher:
             raise self.panic
         if async_id in self._waiters or async_id in self._reapers:
             raise RuntimeError(f"request_async_id {async_id} is already pending")
-        waiter = Waiter()
+        waiter = Waiter(self.new_event())
         self._waiters[async_id] = waiter
         return waiter
 

@@ -144,10 +144,12 @@ class Runtime:
         be cancelled, so its late completion goes to ``reaper`` (or is dropped
         and its handles released).
         """
-        self.bridge.attach()
+        bridge = self.bridge
+        bridge.attach()
         async_id = self.next_async_id()
         getattr(req, field).request_async_id = async_id
         dispatcher = self.dispatcher
+        dispatcher.new_event = bridge.new_event
         waiter = dispatcher.add_waiter(async_id)
         try:
             resp = self.request(req)
