@@ -1,0 +1,57 @@
+"""The native-thread handoff: wake-ups, quiet debug logs, ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lkrtc_trio._bridge import MAX_QUIET_BACKLOG, Bridge, is_quiet_log
+from lkrtc_trio._proto import ffi_pb2
+
+
+def log_batch(*levels: int) -> bytes:
+    ev = ffi_pb2.FfiEvent()
+    for i, level in enumerate(levels):
+        rec = ev.logs.records.add()
+        rec.level = level  # type: ignore[assignment]
+        rec.target = "libwebrtc"
+        rec.message = f"record {i} " + "x" * 200  # multi-byte lengths
+    return ev.SerializePartialToString()
+
+
+def test_quiet_log_detection() -> None:
+    L = ffi_pb2.LogLevel
+    assert is_quiet_log(log_batch(L.LOG_DEBUG))
+    assert is_quiet_log(log_batch(L.LOG_TRACE, L.LOG_DEBUG, L.LOG_DEBUG))
+    assert not is_quiet_log(log_batch(L.LOG_DEBUG, L.LOG_WARN))
+    assert not is_quiet_log(log_batch(L.LOG_ERROR))
+    assert not is_quiet_log(log_batch(L.LOG_INFO))
+    done = ffi_pb2.FfiEvent()
+    done.publish_data.async_id = 5
+    assert not is_quiet_log(done.SerializeToString())
+    assert not is_quiet_log(b"\x92\x01")  # truncated: not quiet
+
+
+def test_quiet_logs_ride_along_without_waking_the_loop() -> None:
+    delivered: list[bytes] = []
+    scheduled: list[Callable[[], None]] = []
+    bridge = Bridge(delivered.append, busy=lambda: False)
+    bridge._schedule = scheduled.append  # an attached loop that records wake-ups
+    debug = log_batch(ffi_pb2.LogLevel.LOG_DEBUG)
+    for _ in range(10):
+        bridge.push(debug)
+    assert scheduled == []  # no wake-up for debug-only logs
+    done = ffi_pb2.FfiEvent()
+    done.publish_data.async_id = 1
+    bridge.push(done.SerializeToString())
+    assert len(scheduled) == 1
+    scheduled.pop()()
+    assert delivered == [debug] * 10 + [done.SerializeToString()]  # all, in order
+    # a long run of quiet logs still wakes the loop eventually: nothing piles up
+    for _ in range(MAX_QUIET_BACKLOG):
+        bridge.push(debug)
+    assert len(scheduled) == 1
+    warn = log_batch(ffi_pb2.LogLevel.LOG_WARN)
+    bridge.push(warn)  # already scheduled: no second wake-up
+    assert len(scheduled) == 1
+    scheduled.pop()()
+    assert delivered[-1] == warn
