@@ -195,8 +195,17 @@ class Bridge:
             self._scheduled = False
             self._quiet = 0
         deliver = self._deliver
+        quiet: list[bytes] = []
         for data in batch:
+            if is_quiet_log(data):
+                quiet.append(data)  # after the events someone waits for
+                continue
             try:
                 deliver(data)
             except Exception:  # never raise into run_sync_soon: it would end the run
                 log.exception("lkrtc_trio internal error while dispatching a native event")
+        for data in quiet:
+            try:
+                deliver(data)
+            except Exception:
+                log.exception("lkrtc_trio internal error while dispatching a native log")

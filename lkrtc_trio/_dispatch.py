@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._bridge import is_quiet_log
 from ._errors import NativePanicError
 from ._proto import ffi_pb2, handle_pb2
 
@@ -159,6 +160,12 @@ _LOG_LEVELS = {
 _DOUBLE_DROP = "Attempted to drop unknown FFI handle"
 
 
+def _NATIVE_DEBUG() -> bool:
+    """Native DEBUG/TRACE records are parsed only when ``lkrtc_trio.native``
+    is enabled for DEBUG (set the level there, not on a child logger)."""
+    return native_log.isEnabledFor(logging.DEBUG)
+
+
 class Dispatcher:
     """The routing tables and the event entry point (see the module doc)."""
 
@@ -236,6 +243,8 @@ class Dispatcher:
     # -- delivery (loop thread) ----------------------------------------------------
     def on_event(self, data: bytes) -> None:
         """Parses and routes one serialized ``FfiEvent``."""
+        if not _NATIVE_DEBUG() and is_quiet_log(data):
+            return  # debug/trace records nobody logs: not even parsed
         event = FfiEvent()
         event.MergeFromString(data)
         which = event.WhichOneof("message")
