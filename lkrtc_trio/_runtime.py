@@ -11,6 +11,7 @@ import itertools
 import logging
 import threading
 import warnings
+import weakref
 from typing import Any, final
 
 from ._bridge import Bridge
@@ -36,7 +37,7 @@ class OwnedHandle:
     only warns about a handle that was not closed.
     """
 
-    __slots__ = ("_runtime", "id", "label")
+    __slots__ = ("__weakref__", "_runtime", "id", "label")
 
     def __init__(self, runtime: Runtime, handle_id: int, label: str) -> None:
         self._runtime = runtime
@@ -84,6 +85,9 @@ class Runtime:
         self._ids = itertools.count(1)
         self._id_lock = threading.Lock()
         self._live: dict[int, str] = {}
+        self._owners: weakref.WeakValueDictionary[int, OwnedHandle] = (
+            weakref.WeakValueDictionary()
+        )
 
     # -- ids and handles ---------------------------------------------------------
     def next_async_id(self) -> int:
@@ -92,9 +96,11 @@ class Runtime:
 
     def own(self, handle_id: int, label: str) -> OwnedHandle:
         """Takes ownership of a handle the native core gave us."""
+        handle = OwnedHandle(self, handle_id, label)
         if handle_id:
             self._live[handle_id] = label
-        return OwnedHandle(self, handle_id, label)
+            self._owners[handle_id] = handle
+        return handle
 
     def _release(self, handle_id: int) -> None:
         self._live.pop(handle_id, None)
@@ -103,6 +109,18 @@ class Runtime:
 
     def _forget(self, handle_id: int) -> None:
         self._live.pop(handle_id, None)
+
+    def release_all_handles(self) -> dict[int, str]:
+        """Closes every handle still owned; returns what was open. For test
+        isolation after a failed test (a leak must not fail the next tests)."""
+        leaked = dict(self._live)
+        for hid in list(leaked):
+            owner = self._owners.get(hid)
+            if owner is not None:
+                owner.close()
+            else:
+                self._release(hid)
+        return leaked
 
     def live_handles(self) -> dict[int, str]:
         """Handles owned now, id -> label (a copy)."""

@@ -1,7 +1,41 @@
 """Test rules: real server on loopback (or the run's own network namespace),
 free ports only, bounded durations (fail_after everywhere a wait could hang).
+
+After a *failed* test, native handles it left open are closed, so that one
+failure does not make every later test's "handles back to zero" check fail.
+Passing tests must clean up after themselves (they assert it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
 pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _isolate_failed_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if not request.node.stash.get(_FAILED, False):
+        return
+    from lkrtc_trio import _runtime
+
+    rt = _runtime._runtime
+    if rt is not None:
+        leaked = rt.release_all_handles()
+        if leaked:
+            print(f"closed native handles left by the failed test: {leaked}")
