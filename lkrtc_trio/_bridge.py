@@ -104,21 +104,29 @@ def current_loop() -> tuple[Hashable, Schedule, Callable[[], Any]]:
 class Bridge:
     """Carries event bytes from native threads to the attached loop."""
 
-    def __init__(self, deliver: Callable[[bytes], None], busy: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        deliver: Callable[[bytes], None],
+        busy: Callable[[], bool],
+        deliver_quiet: Callable[[bytes], None] | None = None,
+    ) -> None:
         """Args:
         deliver: called on the loop with each event, in order; must not raise.
         busy: True while loop-bound state exists (waiters, sinks), which pins
             the attached loop.
+        deliver_quiet: called for debug/trace-only log batches, after the
+            other events of the same drain (default: ``deliver``).
         """
         self._deliver = deliver
+        self._deliver_quiet = deliver_quiet or deliver
         self._busy = busy
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
+        self._quiet: list[bytes] = []  # classified once, on the native thread
         self._scheduled = False
         self._schedule: Schedule | None = None
         self._loop: Hashable | None = None
         self._dropped = 0
-        self._quiet = 0
         #: Event class of the attached loop (``trio.Event``: 0.25 us to create,
         #: against 1.2 us for ``anyio.Event``); used for request waiters.
         self.new_event: Callable[[], Any] = anyio.Event
@@ -128,18 +136,18 @@ class Bridge:
         """Queues one event; wakes the loop if needed. Never blocks, never raises."""
         quiet = is_quiet_log(data)
         with self._lock:
-            pending = self._pending
-            pending.append(data)
-            if self._scheduled:
-                return
             if quiet:
-                self._quiet += 1
-                if self._quiet < MAX_QUIET_BACKLOG:
+                self._quiet.append(data)
+                if self._scheduled or len(self._quiet) < MAX_QUIET_BACKLOG:
+                    return
+            else:
+                self._pending.append(data)
+                if self._scheduled:
                     return
             schedule = self._schedule
             if schedule is None:
-                if len(pending) > MAX_DETACHED_BACKLOG:
-                    del pending[0]
+                if len(self._pending) + len(self._quiet) > MAX_DETACHED_BACKLOG:
+                    del (self._quiet or self._pending)[0]
                     self._dropped += 1
                 return
             self._scheduled = True
@@ -171,7 +179,7 @@ class Bridge:
             self._loop = key
             self._schedule = schedule
             self.new_event = new_event
-            kick = bool(self._pending) and not self._scheduled
+            kick = bool(self._pending or self._quiet) and not self._scheduled
             if kick:
                 self._scheduled = True
             dropped, self._dropped = self._dropped, 0
@@ -190,22 +198,13 @@ class Bridge:
 
     def _drain(self) -> None:
         with self._lock:
-            batch = self._pending
-            self._pending = []
+            batch, self._pending = self._pending, []
+            quiet, self._quiet = self._quiet, []
             self._scheduled = False
-            self._quiet = 0
-        deliver = self._deliver
-        quiet: list[bytes] = []
-        for data in batch:
-            if is_quiet_log(data):
-                quiet.append(data)  # after the events someone waits for
-                continue
-            try:
-                deliver(data)
-            except Exception:  # never raise into run_sync_soon: it would end the run
-                log.exception("lkrtc_trio internal error while dispatching a native event")
-        for data in quiet:
-            try:
-                deliver(data)
-            except Exception:
-                log.exception("lkrtc_trio internal error while dispatching a native log")
+        # The events someone waits for first; debug logs ride along after.
+        for deliver, events in ((self._deliver, batch), (self._deliver_quiet, quiet)):
+            for data in events:
+                try:
+                    deliver(data)
+                except Exception:  # never raise into run_sync_soon: it would end the run
+                    log.exception("lkrtc_trio internal error while dispatching a native event")

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._bridge import is_quiet_log
 from ._errors import NativePanicError
 from ._proto import ffi_pb2, handle_pb2
 
@@ -243,8 +242,6 @@ class Dispatcher:
     # -- delivery (loop thread) ----------------------------------------------------
     def on_event(self, data: bytes) -> None:
         """Parses and routes one serialized ``FfiEvent``."""
-        if not _NATIVE_DEBUG() and is_quiet_log(data):
-            return  # debug/trace records nobody logs: not even parsed
         event = FfiEvent()
         event.MergeFromString(data)
         which = event.WhichOneof("message")
@@ -267,6 +264,11 @@ class Dispatcher:
             self.fail_all(NativePanicError(f"the native core panicked: {event.panic.message}"))
         else:
             self._stray(which or "<empty>", 0, event)
+
+    def on_quiet_log(self, data: bytes) -> None:
+        """A debug/trace-only log batch: parsed only if someone logs it."""
+        if _NATIVE_DEBUG():
+            self.on_event(data)
 
     def _complete(self, async_id: int, which: str, msg: Any) -> None:
         waiter = self._waiters.pop(async_id, None)

@@ -260,8 +260,8 @@ class Room:
             "participant_disconnected": self._on_participant_disconnected,
             "track_published": self._on_track_published,
             "track_unpublished": self._on_track_unpublished,
-            "track_muted": self._on_track_muted,
-            "track_unmuted": self._on_track_muted,
+            "track_muted": lambda m: self._on_track_muted(m, muted=True),
+            "track_unmuted": lambda m: self._on_track_muted(m, muted=False),
             "connection_state_changed": self._on_connection_state,
             "reconnecting": lambda _m: ev.Reconnecting(),
             "reconnected": lambda _m: ev.Reconnected(),
@@ -621,12 +621,11 @@ class Room:
         pub._release()
         return ev.TrackUnpublished(publication=pub, participant=p)
 
-    def _on_track_muted(self, m: Any) -> ev.RoomEvent | None:
+    def _on_track_muted(self, m: Any, *, muted: bool) -> ev.RoomEvent | None:
         p = self._participant(m.participant_identity)
         pub = p._publications.get(m.track_sid) if p else None
         if p is None or pub is None:
             return None
-        muted = type(m).DESCRIPTOR.name == "TrackMuted"
         pub._info.muted = muted
         if pub._track is not None:
             pub._track._info.muted = muted

@@ -81,7 +81,11 @@ class Runtime:
     def __init__(self, backend: NativeBackend) -> None:
         self.backend = backend
         self.dispatcher = Dispatcher(release=self._release)
-        self.bridge = Bridge(self.dispatcher.on_event, busy=self.dispatcher.busy)
+        self.bridge = Bridge(
+            self.dispatcher.on_event,
+            busy=self.dispatcher.busy,
+            deliver_quiet=self.dispatcher.on_quiet_log,
+        )
         self._ids = itertools.count(1)
         self._id_lock = threading.Lock()
         self._live: dict[int, str] = {}

@@ -197,7 +197,7 @@ class LocalTrack(Track):
         self.close()
 
 
-def _create_track(field: str, name: str, source: Any, label: str) -> tuple[Runtime, Any]:
+def _create_track(field: str, name: str, source: Any) -> tuple[Runtime, Any]:
     if not isinstance(name, str):
         raise TypeError("name must be a str")
     if source._handle.closed:
@@ -225,7 +225,7 @@ class LocalAudioTrack(LocalTrack):
             TypeError: ``name`` is not a str.
             RoomClosedError: the source is closed.
         """
-        rt, owned = _create_track("create_audio_track", name, source, "audio")
+        rt, owned = _create_track("create_audio_track", name, source)
         return LocalAudioTrack(rt, rt.own(owned.handle.id, "local_audio_track"), owned.info, source)
 
 
@@ -243,7 +243,7 @@ class LocalVideoTrack(LocalTrack):
             TypeError: ``name`` is not a str.
             RoomClosedError: the source is closed.
         """
-        rt, owned = _create_track("create_video_track", name, source, "video")
+        rt, owned = _create_track("create_video_track", name, source)
         return LocalVideoTrack(rt, rt.own(owned.handle.id, "local_video_track"), owned.info, source)
 
 
