@@ -10,7 +10,14 @@ STAMP  := $(VENV)/.lkrtc-installed
 # (libwebrtc ignores loopback for ICE); plain loopback otherwise.
 NETNS  := $(VPY) -m lkrtc_trio.testing.netns --
 
-.PHONY: setup sysdeps server test lint typecheck unit demo bench clean
+# `make test-matrix`: on every CPython of MATRIX_PYTHONS found on the machine
+# (on PATH as pythonX.Y, or under pyenv), a venv of its own (.venv-X.Y), then
+# the unit and property tests, the lent-buffer crash regression and one room
+# round trip (the tests marked `matrix`). A version not found is reported.
+MATRIX_PYTHONS ?= 3.10 3.11 3.12 3.13
+PYENV_ROOT     ?= $(HOME)/.pyenv
+
+.PHONY: setup sysdeps server test test-matrix lint typecheck unit demo bench clean
 
 setup: $(STAMP) sysdeps server
 
@@ -41,6 +48,25 @@ typecheck: $(STAMP)
 test: setup lint typecheck
 	$(NETNS) $(VPY) -m pytest $(PYTEST_ARGS)
 
+test-matrix: sysdeps server
+	@tested=""; missing=""; \
+	for v in $(MATRIX_PYTHONS); do \
+	  py=$$(command -v python$$v 2>/dev/null || ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
+	  if [ -z "$$py" ] || ! "$$py" -c 'import sys' 2>/dev/null; then \
+	    echo "test-matrix: python$$v not found"; missing="$$missing $$v"; continue; \
+	  fi; \
+	  venv=.venv-$$v; \
+	  echo "test-matrix: CPython $$v ($$py) in $$venv"; \
+	  [ -x $$venv/bin/python ] || "$$py" -m venv $$venv || exit 1; \
+	  $$venv/bin/python -m pip install -q --upgrade pip && \
+	  $$venv/bin/python -m pip install -q -e ".[test]" || exit 1; \
+	  $(NETNS) $$venv/bin/python -m pytest -q -p no:cacheprovider \
+	    -m "not integration or matrix" $(PYTEST_ARGS) || exit 1; \
+	  tested="$$tested $$v"; \
+	done; \
+	echo "test-matrix: passed on CPython$$tested$${missing:+; not found:$$missing}"; \
+	[ -n "$$tested" ]
+
 unit: $(STAMP)
 	$(VPY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
@@ -51,4 +77,4 @@ bench: setup
 	$(NETNS) $(VPY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c
+	rm -rf $(VENV) .venv-3.* build *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c

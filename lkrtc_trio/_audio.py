@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from ._errors import NativeError, RoomClosedError
+from ._errors import LiveKitError, NativeError, RoomClosedError
 from ._proto import audio_frame_pb2, ffi_pb2
 from ._runtime import get_runtime
 
@@ -86,8 +86,7 @@ class AudioFrame:
             self.samples_per_channel, self.num_channels
         )
 
-    def _buffer_info(self, msg: Any, address: int) -> None:
-        msg.data_ptr = address
+    def _buffer_info(self, msg: Any) -> None:
         msg.num_channels = self.num_channels
         msg.sample_rate = self.sample_rate
         msg.samples_per_channel = self.samples_per_channel
@@ -161,8 +160,9 @@ class AudioSource:
     async def capture_frame(self, frame: AudioFrame) -> None:
         """Queues ``frame`` for sending; waits while the queue is full.
 
-        The frame's buffer is read by the native core without a copy and kept
-        referenced until it is done with it, even if this call is cancelled.
+        The frame's buffer is lent to the native core without a copy and held
+        until the native core is done with it, even if this call is cancelled
+        (do not write to it before then).
         Captures are serialized: a call waits for the previous one (also one
         whose caller was cancelled) to be taken by the native source.
 
@@ -187,24 +187,23 @@ class AudioSource:
         if self._handle.closed:
             raise RoomClosedError("the audio source is closed")
         rt = self._rt
-        keep, address = rt.backend.address_of(frame._buf)
         req = ffi_pb2.FfiRequest()
         msg = req.capture_audio_frame
         msg.source_handle = self._handle.id
-        frame._buffer_info(msg.buffer, address)
+        frame._buffer_info(msg.buffer)
         done = self._in_flight = anyio.Event()
 
         def finished(_late: Any = None) -> None:
-            # Also the reaper of a cancelled call: references `keep` so the
-            # frame's buffer lives until the native core is done with it.
-            del _late
-            assert keep is not None
+            # Also the reaper of a cancelled call: the next capture may go.
             done.set()
             if self._in_flight is done:
                 self._in_flight = None
 
+        # Lent to the native core without a copy; the dispatcher holds the pin
+        # until the completion arrives, even if this call is cancelled.
+        pin, msg.buffer.data_ptr = rt.pin(frame._buf)
         try:
-            cb = await rt.request_async(req, "capture_audio_frame", reaper=finished)
+            cb = await rt.request_async(req, "capture_audio_frame", reaper=finished, pin=pin)
         except anyio.get_cancelled_exc_class():
             raise  # sent: `finished` runs when the native core completes it
         except BaseException:
@@ -235,7 +234,22 @@ class AudioSource:
             await anyio.sleep(remaining)
 
     def close(self) -> None:
-        """Releases the native source (idempotent)."""
+        """Drops the audio still queued and releases the native source
+        (idempotent).
+
+        The queue is emptied first on purpose: the native source's 10 ms
+        playout task races with the source's destruction (livekit 1.2 does not
+        stop that task before freeing the source), and a tick that is busy
+        feeding queued audio to the encoder while the last reference goes away
+        can leave the closing thread waiting for ever. With an empty queue a
+        tick is a few instructions, so the window all but closes.
+        """
+        if self._handle.closed:
+            return
+        try:
+            self.clear_queue()
+        except LiveKitError:  # the native core is gone (panic, fork): just drop
+            pass
         self._handle.close()
 
     async def aclose(self) -> None:
@@ -295,14 +309,16 @@ class AudioResampler:
         """
         if frame.sample_rate != self.input_rate or frame.num_channels != self.num_channels:
             raise ValueError("frame format does not match the resampler's input")
-        keep, address = self._rt.backend.address_of(frame._buf)
         req = ffi_pb2.FfiRequest()
         msg = req.push_sox_resampler
         msg.resampler_handle = self._check_open()
-        msg.data_ptr = address
         msg.size = frame._buf.nbytes
-        resp = self._rt.request(req).push_sox_resampler
-        del keep
+        rt = self._rt
+        pin, msg.data_ptr = rt.pin(frame._buf)
+        try:
+            resp = rt.request(req).push_sox_resampler
+        finally:
+            rt.unpin(pin)
         return self._output(resp)
 
     def flush(self) -> list[AudioFrame]:

@@ -5,6 +5,11 @@
   O(1); a completion for an id whose caller gave up goes to the reaper the
   caller left behind (it releases what the completion owns); any other is a
   stray: dropped with a debug log, its owned handles released.
+* A request that lent the native core a Python buffer (a *pin*, see
+  ``NativeBackend.pin``) keeps that pin here, in a table reachable from the
+  runtime, until its completion arrives - whether or not its caller is still
+  waiting - and then releases it explicitly. After a panic the pins are kept
+  for the life of the process: native threads may still read them.
 * A keyed event (a message that starts with a ``*_handle`` field: room events,
   RPC invocations, media and data-stream events) goes to the one sink
   registered for that handle.
@@ -168,13 +173,21 @@ def _NATIVE_DEBUG() -> bool:
 class Dispatcher:
     """The routing tables and the event entry point (see the module doc)."""
 
-    def __init__(self, release: Callable[[int], None]) -> None:
+    def __init__(
+        self, release: Callable[[int], None], unpin: Callable[[Any], None] = lambda _: None
+    ) -> None:
         """Args:
         release: drops a native handle that no consumer took.
+        unpin: releases a pin (a buffer lent to the native core) at once.
         """
         self._release = release
+        self._unpin = unpin
         self._waiters: dict[int, Waiter] = {}
-        self._reapers: dict[int, Reaper] = {}
+        self._reapers: dict[int, Reaper | None] = {}
+        self._pins: dict[int, Any] = {}
+        #: pins of requests that never completed because the native core
+        #: panicked: never released (a native thread may still read them)
+        self._pins_after_panic: list[Any] = []
         self._sinks: dict[int, EventSink] = {}
         self.panic: NativePanicError | None = None
         self.stray_count = 0
@@ -182,8 +195,11 @@ class Dispatcher:
         self.new_event: Callable[[], Any] = anyio.Event
 
     # -- registration (loop thread) ------------------------------------------------
-    def add_waiter(self, async_id: int) -> Waiter:
+    def add_waiter(self, async_id: int, pin: Any = None) -> Waiter:
         """Registers the waiter for ``async_id``; call before sending the request.
+
+        ``pin``, if given, is held until the completion of ``async_id`` arrives
+        (even if the caller gives up first), then released.
 
         Raises:
             NativePanicError: the native core has panicked.
@@ -194,6 +210,8 @@ class Dispatcher:
             raise RuntimeError(f"request_async_id {async_id} is already pending")
         waiter = Waiter(self.new_event())
         self._waiters[async_id] = waiter
+        if pin is not None:
+            self._pins[async_id] = pin
         return waiter
 
     def abandon(self, async_id: int, waiter: Waiter, reaper: Reaper | None) -> None:
@@ -207,12 +225,16 @@ class Dispatcher:
                 reaper(waiter.value)
             return
         self._waiters.pop(async_id, None)
-        if reaper is not None:
+        if reaper is not None or async_id in self._pins:
             self._reapers[async_id] = reaper
 
     def discard_waiter(self, async_id: int) -> None:
-        """Forgets ``async_id`` (the request was never sent)."""
+        """Forgets ``async_id`` (the request was never sent): its pin, if any,
+        is released now."""
         self._waiters.pop(async_id, None)
+        pin = self._pins.pop(async_id, None)
+        if pin is not None:
+            self._unpin(pin)
 
     def add_sink(self, handle: int, sink: EventSink) -> None:
         """Routes every event keyed by ``handle`` to ``sink``.
@@ -238,6 +260,10 @@ class Dispatcher:
 
     def sinks(self) -> int:
         return len(self._sinks)
+
+    def pinned(self) -> int:
+        """Buffers lent to the native core and not yet released."""
+        return len(self._pins) + len(self._pins_after_panic)
 
     # -- delivery (loop thread) ----------------------------------------------------
     def on_event(self, data: bytes) -> None:
@@ -271,16 +297,21 @@ class Dispatcher:
             self.on_event(data)
 
     def _complete(self, async_id: int, which: str, msg: Any) -> None:
+        if self._pins:
+            pin = self._pins.pop(async_id, None)
+            if pin is not None:
+                self._unpin(pin)  # the native core is done with the buffer
         waiter = self._waiters.pop(async_id, None)
         if waiter is not None:
             waiter.set(msg)
             return
-        reaper = self._reapers.pop(async_id, None)
-        if reaper is not None:
-            try:
-                reaper(msg)
-            except Exception:
-                log.exception("releasing the late %s completion %d failed", which, async_id)
+        if async_id in self._reapers:
+            reaper = self._reapers.pop(async_id)
+            if reaper is not None:
+                try:
+                    reaper(msg)
+                except Exception:
+                    log.exception("releasing the late %s completion %d failed", which, async_id)
             return
         self._stray(which, async_id, msg)
 
@@ -325,6 +356,8 @@ class Dispatcher:
             if not waiter.done:
                 waiter.fail(exc)
         self._reapers.clear()
+        self._pins_after_panic.extend(self._pins.values())
+        self._pins.clear()
         sinks, self._sinks = self._sinks, {}
         for sink in list(dict.fromkeys(sinks.values())):
             try:

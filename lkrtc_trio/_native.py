@@ -46,9 +46,14 @@ class NativeBackend(Protocol):
         """Releases a native handle; False if it was unknown."""
         ...
 
-    def address_of(self, data: Any) -> tuple[Any, int]:
-        """Pins a bytes-like object without copying it; returns (keep-alive,
-        address). The address is valid while the keep-alive object lives."""
+    def pin(self, data: Any) -> tuple[Any, int]:
+        """Lends a contiguous bytes-like object to native code without copying
+        it; returns (pin, address). The address stays valid until
+        :meth:`unpin` releases the pin."""
+        ...
+
+    def unpin(self, pin: Any) -> None:
+        """Releases a pin from :meth:`pin` at once (the buffer export ends)."""
         ...
 
     def read(self, address: int, length: int) -> bytes:
@@ -171,11 +176,21 @@ class NativeLib:
             return False
         return bool(self._lib.lk_drop_handle(handle))
 
-    def address_of(self, data: Any) -> tuple[Any, int]:
-        """See :meth:`NativeBackend.address_of` (``ffi.from_buffer``: no copy)."""
+    def pin(self, data: Any) -> tuple[Any, int]:
+        """See :meth:`NativeBackend.pin` (``ffi.from_buffer``: no copy).
+
+        The pin holds a buffer export on ``data``. It must be released with
+        :meth:`unpin`, never left to the garbage collector: on CPython before
+        3.13 the collector clears a memoryview in a reference cycle even while
+        an export on it is held, and the later release then crashes.
+        """
         ffi = self._ffi
-        keep = ffi.from_buffer(data)
-        return keep, int(ffi.cast("uintptr_t", keep))
+        pin = ffi.from_buffer(data)
+        return pin, int(ffi.cast("uintptr_t", pin))
+
+    def unpin(self, pin: Any) -> None:
+        """See :meth:`NativeBackend.unpin`."""
+        self._ffi.release(pin)
 
     def read(self, address: int, length: int) -> bytes:
         """See :meth:`NativeBackend.read`."""

@@ -291,7 +291,12 @@ class LocalParticipant(Participant):
         data = payload.encode() if isinstance(payload, str) else payload
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"payload must be bytes or str, not {type(payload).__name__}")
-        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if isinstance(data, memoryview):
+            if not data.c_contiguous:
+                raise TypeError("a memoryview payload must be C-contiguous")
+            size = data.nbytes
+        else:
+            size = len(data)
         if not isinstance(topic, str):
             raise TypeError("topic must be a str")
         identities = _identities(destination_identities)
@@ -309,25 +314,19 @@ class LocalParticipant(Participant):
         room = self._room
         room._check_open()
         rt = room._rt
-        keep, address = rt.backend.address_of(data) if size else (None, 0)
         req = ffi_pb2.FfiRequest()
         msg = req.publish_data
         msg.local_participant_handle = self._handle.id
-        msg.data_ptr = address
         msg.data_len = size
         msg.reliable = reliable
         if topic:
             msg.topic = topic
         if identities:
             msg.destination_identities.extend(identities)
-
-        def hold_payload_until_done(_late: Any) -> None:
-            # Referencing `keep` pins the payload until the native core is done
-            # with it, even when this call was cancelled.
-            del _late
-            assert keep is not None or not size
-
-        cb = await rt.request_async(req, "publish_data", reaper=hold_payload_until_done)
+        # Lent without a copy; the dispatcher holds the pin until the
+        # completion arrives, even if this call is cancelled.
+        pin, msg.data_ptr = rt.pin(data) if size else (None, 0)
+        cb = await rt.request_async(req, "publish_data", pin=pin)
         if cb.error:
             raise PublishDataError(str(cb.error))
 

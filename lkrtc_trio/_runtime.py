@@ -80,7 +80,7 @@ class Runtime:
 
     def __init__(self, backend: NativeBackend) -> None:
         self.backend = backend
-        self.dispatcher = Dispatcher(release=self._release)
+        self.dispatcher = Dispatcher(release=self._release, unpin=backend.unpin)
         self.bridge = Bridge(
             self.dispatcher.on_event,
             busy=self.dispatcher.busy,
@@ -142,7 +142,22 @@ class Runtime:
         resp.MergeFromString(self.backend.request(req.SerializeToString()))
         return resp
 
-    async def request_async(self, req: Any, field: str, *, reaper: Reaper | None = None) -> Any:
+    def pin(self, data: Any) -> tuple[Any, int]:
+        """Lends ``data`` to the native core without a copy: (pin, address).
+
+        Give the pin to :meth:`request_async` (which holds it until the
+        completion) or release it with :meth:`unpin` right after a synchronous
+        request (``try``/``finally``). See docs/architecture.md, "Buffers lent
+        to the native core".
+        """
+        return self.backend.pin(data)
+
+    def unpin(self, pin: Any) -> None:
+        self.backend.unpin(pin)
+
+    async def request_async(
+        self, req: Any, field: str, *, reaper: Reaper | None = None, pin: Any = None
+    ) -> Any:
         """Sends an asynchronous request and waits for its own completion.
 
         ``req.<field>.request_async_id`` is set to a fresh id and its waiter is
@@ -154,6 +169,10 @@ class Runtime:
             field: the name of its set ``message`` field (e.g. ``"connect"``).
             reaper: if this call is cancelled after sending, runs on the late
                 completion (to release what it owns).
+            pin: a pin from :meth:`pin` that the request lends the native core.
+                The dispatcher owns it from now on and releases it when the
+                completion arrives (or now, if the request is never sent),
+                whether or not this call is still waiting.
 
         Returns:
             The completion message (e.g. a ``ConnectCallback``).
@@ -167,12 +186,17 @@ class Runtime:
         and its handles released).
         """
         bridge = self.bridge
-        bridge.attach()
-        async_id = self.next_async_id()
-        getattr(req, field).request_async_id = async_id
         dispatcher = self.dispatcher
-        dispatcher.new_event = bridge.new_event
-        waiter = dispatcher.add_waiter(async_id)
+        try:
+            bridge.attach()
+            async_id = self.next_async_id()
+            getattr(req, field).request_async_id = async_id
+            dispatcher.new_event = bridge.new_event
+            waiter = dispatcher.add_waiter(async_id, pin)  # owns the pin from here
+        except BaseException:
+            if pin is not None:
+                self.backend.unpin(pin)
+            raise
         try:
             resp = self.request(req)
         except BaseException:

@@ -141,6 +141,7 @@ class VideoFrame:
         return arr
 
     def _buffer_info(self, msg: Any, address: int) -> None:
+        """Describes the frame at ``address`` (where its buffer is pinned)."""
         msg.type = int(self.type)
         msg.width = self.width
         msg.height = self.height
@@ -160,14 +161,16 @@ class VideoFrame:
             NativeError: the native core cannot convert between these types.
         """
         rt = get_runtime()
-        keep, address = rt.backend.address_of(self._buf)
         req = ffi_pb2.FfiRequest()
         msg = req.video_convert
         msg.flip_y = flip_y
         msg.dst_type = int(VideoBufferType(type))  # type: ignore[assignment]
-        self._buffer_info(msg.buffer, address)
-        resp = rt.request(req).video_convert
-        del keep
+        pin, address = rt.pin(self._buf)
+        try:
+            self._buffer_info(msg.buffer, address)
+            resp = rt.request(req).video_convert
+        finally:
+            rt.unpin(pin)
         if resp.HasField("error") and resp.error:
             raise NativeError(f"video convert to {VideoBufferType(type).name}: {resp.error}")
         return VideoFrame._from_native(rt, resp.buffer)
@@ -250,15 +253,18 @@ class VideoSource:
         """
         if self._handle.closed:
             raise RoomClosedError("the video source is closed")
-        keep, address = self._rt.backend.address_of(frame._buf)
+        rt = self._rt
         req = ffi_pb2.FfiRequest()
         msg = req.capture_video_frame
         msg.source_handle = self._handle.id
-        frame._buffer_info(msg.buffer, address)
         msg.timestamp_us = timestamp_us
         msg.rotation = int(rotation)  # type: ignore[assignment]
-        self._rt.request(req)
-        del keep
+        pin, address = rt.pin(frame._buf)
+        try:
+            frame._buffer_info(msg.buffer, address)
+            rt.request(req)
+        finally:
+            rt.unpin(pin)
 
     def close(self) -> None:
         """Releases the native source (idempotent)."""

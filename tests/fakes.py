@@ -23,6 +23,7 @@ class FakeBackend:
     dropped: list[int] = field(default_factory=list)
     reject_next: bool = False
     live: set[int] = field(default_factory=set)
+    pinned: list[Any] = field(default_factory=list)
 
     def request(self, data: bytes) -> bytes:
         req = ffi_pb2.FfiRequest.FromString(data)
@@ -43,8 +44,12 @@ class FakeBackend:
         self.dropped.append(handle)
         return True
 
-    def address_of(self, data: Any) -> tuple[Any, int]:
+    def pin(self, data: Any) -> tuple[Any, int]:
+        self.pinned.append(data)
         return data, id(data)
+
+    def unpin(self, pin: Any) -> None:
+        self.pinned.remove(pin)
 
     def read(self, address: int, length: int) -> bytes:
         return bytes(length)

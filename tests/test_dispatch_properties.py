@@ -41,6 +41,7 @@ class Plan:
     dupes: list[int]
     strays: list[int]
     use_reaper: bool
+    use_pin: bool
 
 
 @st.composite
@@ -56,7 +57,7 @@ def plans(draw: Any) -> Plan:
     order = draw(st.permutations(list(range(n))))
     dupes = draw(st.lists(st.integers(0, n - 1), max_size=n))
     strays = draw(st.lists(st.integers(10_000, 10_050), max_size=5, unique=True))
-    return Plan(n, fates, list(order), dupes, strays, draw(st.booleans()))
+    return Plan(n, fates, list(order), dupes, strays, draw(st.booleans()), draw(st.booleans()))
 
 
 async def _run_plan(plan: Plan) -> None:
@@ -67,6 +68,10 @@ async def _run_plan(plan: Plan) -> None:
     reaped: dict[int, list[int]] = {}
     scopes: dict[int, trio.CancelScope] = {}
     reqs: dict[int, Any] = {}
+    payloads = [bytearray(b"payload %d" % i) for i in range(plan.n)]
+
+    def held(i: int) -> bool:
+        return any(p is payloads[i] for p in backend.pinned)
 
     async def caller(i: int) -> None:
         with trio.CancelScope() as scope:
@@ -76,8 +81,11 @@ async def _run_plan(plan: Plan) -> None:
             def reaper(msg: Any, i: int = i) -> None:
                 reaped.setdefault(i, []).append(int(msg.async_id))
 
+            pin = None
+            if plan.use_pin:
+                pin, req.publish_data.data_ptr = rt.pin(payloads[i])
             msg = await rt.request_async(
-                req, "publish_data", reaper=reaper if plan.use_reaper else None
+                req, "publish_data", reaper=reaper if plan.use_reaper else None, pin=pin
             )
             # The completion's tag names the id it was sent for.
             results[i] = msg.error
@@ -101,8 +109,12 @@ async def _run_plan(plan: Plan) -> None:
             await trio.testing.wait_all_tasks_blocked()
 
             for i in plan.order:
+                # A lent buffer stays pinned until its own completion, whether
+                # or not its caller still waits; then it is released at once.
+                assert held(i) == plan.use_pin
                 rt.bridge.push(completion(id_of[i], f"tag-{id_of[i]}"))
                 rt.bridge.drain_now()
+                assert not held(i)
                 if plan.fates[i] == "cancel_late":
                     # Completion delivered, caller not yet resumed: cancel now.
                     scopes[i].cancel()
@@ -129,14 +141,18 @@ async def _run_plan(plan: Plan) -> None:
                 assert i not in reaped
             else:
                 assert reaped.get(i, []) == ([aid] if plan.use_reaper else [])
-    # Nothing pending, nothing bound to the loop.
+    # Nothing pending, nothing pinned, nothing bound to the loop.
+    assert backend.pinned == [] and rt.dispatcher.pinned() == 0
     assert rt.dispatcher.pending() == 0
     assert not rt.dispatcher.busy()
     # Strays: duplicates, unknown ids, and late completions nobody reaps.
     unreaped_late = sum(
         1
         for i in range(plan.n)
-        if plan.fates[i] != "wait" and i not in results and not plan.use_reaper
+        if plan.fates[i] != "wait"
+        and i not in results
+        and not plan.use_reaper
+        and not plan.use_pin  # a pinned request's late completion is expected
     )
     assert rt.dispatcher.stray_count == len(plan.dupes) + len(plan.strays) + unreaped_late
 
@@ -254,8 +270,9 @@ def test_panic_fails_every_waiter_and_sink_and_later_calls() -> None:
         errors: list[BaseException] = []
 
         async def call() -> None:
+            pin, _ = rt.pin(bytearray(8))
             try:
-                await rt.request_async(publish_data_request(), "publish_data")
+                await rt.request_async(publish_data_request(), "publish_data", pin=pin)
             except NativePanicError as exc:
                 errors.append(exc)
 
@@ -269,6 +286,12 @@ def test_panic_fails_every_waiter_and_sink_and_later_calls() -> None:
             rt.bridge.drain_now()
         assert len(errors) == 5 and all("boom" in str(e) for e in errors)
         assert len(failures) == 1
+        # Native threads may still read what was lent: kept for good.
+        assert rt.dispatcher.pinned() == 5 and len(rt.backend.pinned) == 5  # type: ignore[attr-defined]
+        pin, _ = rt.pin(bytearray(8))
+        with pytest.raises(NativePanicError):
+            await rt.request_async(publish_data_request(), "publish_data", pin=pin)
+        assert rt.dispatcher.pinned() == 5 and len(rt.backend.pinned) == 5  # type: ignore[attr-defined]
         with pytest.raises(NativePanicError):
             await rt.request_async(publish_data_request(), "publish_data")
         assert rt.dispatcher.pending() == 0
@@ -282,9 +305,11 @@ def test_rejected_request_leaves_no_waiter() -> None:
     async def main() -> None:
         backend = FakeBackend(reject_next=True)
         rt = Runtime(backend)
+        pin, _ = rt.pin(bytearray(8))
         with pytest.raises(NativeError):
-            await rt.request_async(publish_data_request(), "publish_data")
+            await rt.request_async(publish_data_request(), "publish_data", pin=pin)
         assert rt.dispatcher.pending() == 0 and not rt.dispatcher.busy()
+        assert backend.pinned == [] and rt.dispatcher.pinned() == 0
 
     trio.run(main)
 

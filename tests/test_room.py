@@ -32,6 +32,7 @@ async def wait_released(limit: float = 10) -> None:
             await trio.sleep(0.01)
 
 
+@pytest.mark.matrix
 async def test_two_trio_clients_see_each_other_and_leave_cleanly(
     livekit_server: ServerInfo, livekit_token: TokenFactory, livekit_room_name: str
 ) -> None:
@@ -230,6 +231,7 @@ async def test_thousand_concurrent_requests_each_get_their_own_completion(
     await wait_released()
 
 
+@pytest.mark.matrix
 def test_asyncio_backend_smoke(livekit_server: ServerInfo, livekit_token: TokenFactory) -> None:
     """The same rooms run on asyncio through anyio."""
     url = livekit_server.url
