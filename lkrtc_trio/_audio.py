@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -246,10 +247,8 @@ class AudioSource:
         """
         if self._handle.closed:
             return
-        try:
+        with contextlib.suppress(LiveKitError):  # native core gone (panic, fork)
             self.clear_queue()
-        except LiveKitError:  # the native core is gone (panic, fork): just drop
-            pass
         self._handle.close()
 
     async def aclose(self) -> None:
