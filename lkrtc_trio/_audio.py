@@ -195,7 +195,8 @@ class AudioSource:
         done = self._in_flight = anyio.Event()
 
         def finished(_late: Any = None) -> None:
-            # Also the reaper of a cancelled call: the next capture may go.
+            # Also the reaper of a cancelled call (run with the completion, or
+            # with the NativePanicError after a panic): the next capture may go.
             done.set()
             if self._in_flight is done:
                 self._in_flight = None
@@ -253,12 +254,13 @@ class AudioSource:
 
     async def aclose(self) -> None:
         self.close()
+        await anyio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> AudioSource:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
 
 @final

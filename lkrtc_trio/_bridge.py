@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -126,6 +127,9 @@ class Bridge:
         self._scheduled = False
         self._schedule: Schedule | None = None
         self._loop: Hashable | None = None
+        #: bumped by each attach: a drain scheduled for an earlier loop (one
+        #: that closed before running it) is recognised and ignored
+        self._generation = 0
         self._dropped = 0
         #: Event class of the attached loop (``trio.Event``: 0.25 us to create,
         #: against 1.2 us for ``anyio.Event``); used for request waiters.
@@ -151,8 +155,9 @@ class Bridge:
                     self._dropped += 1
                 return
             self._scheduled = True
+            generation = self._generation
         try:
-            schedule(self._drain)
+            schedule(partial(self._scheduled_drain, generation))
         except BaseException:  # the loop has finished or closed
             with self._lock:
                 self._scheduled = False
@@ -179,14 +184,17 @@ class Bridge:
             self._loop = key
             self._schedule = schedule
             self.new_event = new_event
-            kick = bool(self._pending or self._quiet) and not self._scheduled
-            if kick:
-                self._scheduled = True
+            # A drain scheduled on the previous loop may never run (that loop
+            # closed first): forget it, or no drain would be scheduled again.
+            self._generation += 1
+            generation = self._generation
+            kick = bool(self._pending or self._quiet)
+            self._scheduled = kick
             dropped, self._dropped = self._dropped, 0
         if dropped:
             log.warning("%d native events arrived while no event loop was attached", dropped)
         if kick:
-            schedule(self._drain)
+            schedule(partial(self._scheduled_drain, generation))
 
     @property
     def attached(self) -> bool:
@@ -195,6 +203,10 @@ class Bridge:
     def drain_now(self) -> None:
         """Delivers queued events immediately (tests, and the loop's drain)."""
         self._drain()
+
+    def _scheduled_drain(self, generation: int) -> None:
+        if generation == self._generation:  # else: scheduled for an old loop
+            self._drain()
 
     def _drain(self) -> None:
         with self._lock:

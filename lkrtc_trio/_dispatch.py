@@ -150,6 +150,8 @@ class Waiter:
         return self.value
 
 
+#: Runs on the late completion of a request whose caller gave up; after a
+#: native panic, runs once with the NativePanicError instead.
 Reaper = Callable[[Any], None]
 
 _LOG_LEVELS = {
@@ -205,7 +207,7 @@ class Dispatcher:
             NativePanicError: the native core has panicked.
         """
         if self.panic is not None:
-            raise self.panic
+            raise self._panic_error()
         if async_id in self._waiters or async_id in self._reapers:
             raise RuntimeError(f"request_async_id {async_id} is already pending")
         waiter = Waiter(self.new_event())
@@ -222,7 +224,10 @@ class Dispatcher:
         """
         if waiter.done:
             if reaper is not None and waiter.error is None:
-                reaper(waiter.value)
+                try:
+                    reaper(waiter.value)
+                except Exception:  # never replace the caller's own exception
+                    log.exception("releasing the abandoned completion %d failed", async_id)
             return
         self._waiters.pop(async_id, None)
         if reaper is not None or async_id in self._pins:
@@ -243,7 +248,7 @@ class Dispatcher:
             NativePanicError: the native core has panicked.
         """
         if self.panic is not None:
-            raise self.panic
+            raise self._panic_error()
         self._sinks[handle] = sink
 
     def remove_sink(self, handle: int, sink: EventSink | None = None) -> None:
@@ -354,8 +359,16 @@ class Dispatcher:
         waiters, self._waiters = self._waiters, {}
         for waiter in waiters.values():
             if not waiter.done:
-                waiter.fail(exc)
-        self._reapers.clear()
+                waiter.fail(self._panic_error())
+        # Abandoned requests will never complete: their reapers learn it now
+        # (so that whatever waits on them is released).
+        reapers, self._reapers = self._reapers, {}
+        for async_id, reaper in reapers.items():
+            if reaper is not None:
+                try:
+                    reaper(self._panic_error())
+                except Exception:
+                    log.exception("reaper of %d failed after a native panic", async_id)
         self._pins_after_panic.extend(self._pins.values())
         self._pins.clear()
         sinks, self._sinks = self._sinks, {}
@@ -364,6 +377,14 @@ class Dispatcher:
                 sink.on_native_failure(exc)
             except Exception:
                 log.exception("failing a sink after a native panic")
+
+    def _panic_error(self) -> NativePanicError:
+        """A new error for each caller (a shared instance would collect every
+        caller's traceback), chained to the panic."""
+        assert self.panic is not None
+        err = NativePanicError(str(self.panic))
+        err.__cause__ = self.panic
+        return err
 
     def iter_waiting_ids(self) -> Iterator[int]:
         yield from self._waiters

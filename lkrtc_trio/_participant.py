@@ -444,7 +444,7 @@ class LocalParticipant(Participant):
         me = self._handle.id
 
         def unpublish_late(late: Any) -> None:
-            if late.error or not late.HasField("publication"):
+            if isinstance(late, BaseException) or late.error or not late.HasField("publication"):
                 return
             bye = ffi_pb2.FfiRequest()
             bye.unpublish_track.local_participant_handle = me
@@ -496,8 +496,9 @@ class LocalParticipant(Participant):
         if cb.error:
             raise UnpublishTrackError(str(cb.error))
         pub = self._publications.pop(track_sid, None)
-        if pub is not None:
+        if pub is not None:  # the native LocalTrackUnpublished event is still to come
             pub._release()
+            room._local_unpublished(pub)
 
     # -- metadata, name, attributes -----------------------------------------------
     async def set_metadata(self, metadata: str) -> None:
@@ -712,7 +713,9 @@ class LocalParticipant(Participant):
         self._room._rt.request(req)
 
     def _on_rpc_invocation(self, inv: Any) -> None:
-        """Room sink: an incoming call. Runs its handler in the room's nursery."""
+        """Room sink: an incoming call, handed to the room's service task (which
+        runs its handler in the room's nursery), or answered at once when the
+        room is closing or overloaded."""
         data = RpcInvocationData(
             request_id=str(inv.request_id),
             caller_identity=str(inv.caller_identity),
@@ -720,22 +723,9 @@ class LocalParticipant(Participant):
             response_timeout=inv.response_timeout_ms / 1000.0,
             method=str(inv.method),
         )
-        tg = self._room._tg
-        if tg is None or self._room._closed:
-            self._respond(
-                inv.invocation_id,
-                None,
-                RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED),
-            )
-            return
-        self._room._rpc_started()
-        tg.start_soon(self._serve, int(inv.invocation_id), data)
-
-    async def _serve(self, invocation_id: int, data: RpcInvocationData) -> None:
-        try:
-            await self._serve_one(invocation_id, data)
-        finally:
-            self._room._rpc_finished()
+        refused = self._room._queue_rpc(int(inv.invocation_id), data)
+        if refused is not None:
+            self._respond(int(inv.invocation_id), None, refused)
 
     async def _serve_one(self, invocation_id: int, data: RpcInvocationData) -> None:
         handler = self._rpc_handlers.get(data.method)

@@ -19,7 +19,11 @@ from typing import Any, final
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectStreamStatistics
+from anyio.streams.memory import (
+    MemoryObjectReceiveStream,
+    MemoryObjectSendStream,
+    MemoryObjectStreamStatistics,
+)
 
 from . import _events as ev
 from ._dispatch import owned_handle_ids
@@ -41,6 +45,7 @@ from ._participant import (
     TranscriptionSegment,
 )
 from ._proto import ffi_pb2, participant_pb2, room_pb2
+from ._rpc import RpcError, RpcInvocationData
 from ._runtime import OwnedHandle, Runtime, get_runtime
 from ._track import RemoteTrack, remote_track
 
@@ -74,6 +79,10 @@ class RoomOptions:
         disconnect_timeout: seconds that leaving the ``open_room`` block waits
             for the native disconnect before it releases everything anyway.
         events_max_buffer: default buffer size of ``room.events()``.
+        rpc_max_concurrency: RPC handlers that run at once; as many more
+            invocations wait in a queue. An invocation beyond both is answered
+            at once with APPLICATION_ERROR (1500, "recipient overloaded")
+            instead of letting its caller time out.
     """
 
     auto_subscribe: bool = True
@@ -84,6 +93,7 @@ class RoomOptions:
     single_peer_connection: bool | None = None
     disconnect_timeout: float = 5.0
     events_max_buffer: int = 256
+    rpc_max_concurrency: int = 64
 
     def __post_init__(self) -> None:
         if self.connect_timeout is not None and not (
@@ -96,6 +106,8 @@ class RoomOptions:
             raise ValueError("disconnect_timeout must be >= 0")
         if self.events_max_buffer < 1:
             raise ValueError("events_max_buffer must be >= 1")
+        if self.rpc_max_concurrency < 1:
+            raise ValueError("rpc_max_concurrency must be >= 1")
 
     def _fill(self, msg: Any) -> None:
         msg.auto_subscribe = self.auto_subscribe
@@ -205,9 +217,16 @@ class EventSubscription:
 
     async def aclose(self) -> None:
         self.close()
+        await anyio.lowlevel.checkpoint()
 
     def __enter__(self) -> EventSubscription:
         return self
+
+    async def __aenter__(self) -> EventSubscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __exit__(
         self,
@@ -245,13 +264,18 @@ class Room:
         self._state: int = CONN_CONNECTED
         self._disconnect_reason = 0
         self._subs: set[EventSubscription] = set()
-        self._arrivals: dict[str, anyio.Event] = {}
+        #: identity -> [its arrival event, how many wait_for_participant wait on it]
+        self._arrivals: dict[str, list[Any]] = {}
         self._ended = anyio.Event()  # eos, remote disconnect, panic, or close
         self._eos = anyio.Event()
         self._failure: BaseException | None = None
         self._closed = False
         self._tg: anyio.abc.TaskGroup | None = None  # RPC handlers run here
+        # invocations from the dispatcher to the service task (see _run_services)
+        self._invocations: MemoryObjectSendStream[tuple[int, RpcInvocationData]] | None = None
+        self._queued: MemoryObjectReceiveStream[tuple[int, RpcInvocationData]] | None = None
         self._early_local: set[str] = set()  # local_track_published before its callback
+        self._unpublished_first: set[str] = set()  # unpublish completion before its event
         self._active_rpcs = 0
         self._rpcs_idle: anyio.Event | None = None
         self._sink_keys = (self._handle.id, self._local._handle.id)
@@ -383,7 +407,7 @@ class Room:
     async def wait_for_participant(self, identity: str) -> RemoteParticipant:
         """Waits until a remote participant with ``identity`` is in the room.
 
-        Returns at once if it already is.
+        Returns at once (after a checkpoint) if it already is.
 
         Raises:
             RoomClosedError: the room was closed first.
@@ -391,17 +415,23 @@ class Room:
 
         Cancellation: nothing is left behind.
         """
+        await anyio.lowlevel.checkpoint()
         while True:
             p = self._remote.get(identity)
             if p is not None:
                 return p
             self._check_open()
-            arrival = self._arrivals.get(identity)
-            if arrival is None:
-                arrival = self._arrivals[identity] = anyio.Event()
-            await arrival.wait()
-            if self._arrivals.get(identity) is arrival:
-                del self._arrivals[identity]
+            entry = self._arrivals.get(identity)
+            if entry is None:
+                entry = self._arrivals[identity] = [anyio.Event(), 0]
+            arrival, _ = entry
+            entry[1] += 1  # waiters sharing this event
+            try:
+                await arrival.wait()
+            finally:
+                entry[1] -= 1
+                if not entry[1] and self._arrivals.get(identity) is entry:
+                    del self._arrivals[identity]
 
     async def disconnect(self) -> None:
         """Leaves the room now; the ``open_room`` block continues, but room
@@ -490,21 +520,77 @@ class Room:
         self._release()
 
     async def _run_services(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """The room's own task group, inside the ``open_room`` nursery, so that
-        closing the room cancels its work without touching the caller's block."""
-        async with anyio.create_task_group() as tg:
+        """The room's service task, inside the ``open_room`` nursery, so that
+        closing the room cancels its work without touching the caller's block.
+
+        Work that native events ask for (an RPC invocation) arrives through a
+        bounded memory channel filled by the dispatcher, and is started from
+        here: a task, so on every backend (the dispatcher runs in a loop
+        callback, outside any task, where anyio cannot start tasks).
+        """
+        limit = self._options.rpc_max_concurrency
+        send, recv = anyio.create_memory_object_stream[tuple[int, RpcInvocationData]](limit)
+        running = anyio.Semaphore(limit)
+        async with anyio.create_task_group() as tg, recv:
             self._tg = tg
+            self._invocations = send
+            self._queued = recv
             task_status.started()
-            await anyio.sleep_forever()
+            async for invocation_id, data in recv:
+                await running.acquire()
+                self._rpc_started()
+                tg.start_soon(self._serve_rpc, running, invocation_id, data)
+
+    async def _serve_rpc(
+        self, running: anyio.Semaphore, invocation_id: int, data: RpcInvocationData
+    ) -> None:
+        try:
+            await self._local._serve_one(invocation_id, data)
+        finally:
+            running.release()
+            self._rpc_finished()
+
+    def _queue_rpc(self, invocation_id: int, data: RpcInvocationData) -> RpcError | None:
+        """From the dispatcher: hands an invocation to the service task.
+        Returns the error to answer at once when it cannot be queued."""
+        send = self._invocations
+        if send is None or self._closed:
+            return RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED)
+        try:
+            send.send_nowait((invocation_id, data))
+        except anyio.WouldBlock:
+            return RpcError(
+                RpcError.ErrorCode.APPLICATION_ERROR,
+                "recipient overloaded: too many RPC invocations in progress",
+            )
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED)
+        return None
 
     async def _stop_services(self) -> None:
         """Cancels running RPC handlers and gives them a moment to answer their
         callers (RECIPIENT_DISCONNECTED), bounded so a handler that ignores
-        cancellation cannot delay the disconnect."""
+        cancellation cannot delay the disconnect. Invocations still queued are
+        answered RECIPIENT_DISCONNECTED at once."""
         tg, self._tg = self._tg, None
         if tg is None:
             return
+        send, self._invocations = self._invocations, None
+        if send is not None:
+            send.close()
         tg.cancel_scope.cancel()
+        queued, self._queued = self._queued, None
+        if queued is not None:
+            while True:
+                try:
+                    invocation_id, _ = queued.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                self._local._respond(
+                    invocation_id,
+                    None,
+                    RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED),
+                )
         if self._active_rpcs:
             self._rpcs_idle = anyio.Event()
             with anyio.move_on_after(min(1.0, self._options.disconnect_timeout)):
@@ -539,8 +625,8 @@ class Room:
             sub._finish(self._failure)
         self._subs.clear()
         arrivals, self._arrivals = self._arrivals, {}
-        for e in arrivals.values():
-            e.set()
+        for arrival, _ in arrivals.values():
+            arrival.set()
 
     # -- native events (on the loop, via the dispatcher) ------------------------------
     def on_native_event(self, event: Any) -> None:
@@ -588,9 +674,9 @@ class Room:
         if old is not None:  # same identity joined again: replace
             old._release()
         p = self._new_remote(m.info)
-        arrival = self._arrivals.pop(p.identity, None)
-        if arrival is not None:
-            arrival.set()
+        entry = self._arrivals.pop(p.identity, None)
+        if entry is not None:
+            entry[0].set()
         return ev.ParticipantConnected(participant=p)
 
     def _on_participant_disconnected(self, m: Any) -> ev.RoomEvent | None:
@@ -748,11 +834,23 @@ class Room:
 
     def _on_local_track_unpublished(self, m: Any) -> ev.RoomEvent | None:
         self._early_local.discard(m.publication_sid)  # a cancelled publish, undone
+        if m.publication_sid in self._unpublished_first:
+            # unpublish_track's completion came first and reported it already
+            self._unpublished_first.discard(m.publication_sid)
+            return None
         pub = self._local._publications.pop(m.publication_sid, None)
         if pub is None:
             return None
         pub._release()
         return ev.LocalTrackUnpublished(publication=pub, participant=self._local)
+
+    def _local_unpublished(self, pub: LocalTrackPublication) -> None:
+        """unpublish_track completed before the native LocalTrackUnpublished
+        event: report it now (once: the native event is ignored when it comes)."""
+        self._unpublished_first.add(pub.sid)
+        event = ev.LocalTrackUnpublished(publication=pub, participant=self._local)
+        for sub in tuple(self._subs):
+            sub._offer(event)
 
     def _on_track_subscribed(self, m: Any) -> ev.RoomEvent | None:
         p = self._remote.get(m.participant_identity)
@@ -844,8 +942,8 @@ def _copy(info: Any) -> Any:
 
 def _release_connect_result(rt: Runtime, cb: Any) -> None:
     """Reaper of a connect whose caller was cancelled: leave the room and drop
-    every handle the late completion carries."""
-    if cb.HasField("error") or not cb.HasField("result"):
+    every handle the late completion carries (nothing to do after a panic)."""
+    if isinstance(cb, BaseException) or cb.HasField("error") or not cb.HasField("result"):
         return
     room_handle = cb.result.room.handle.id
     try:
@@ -926,31 +1024,44 @@ async def open_room(
     try:
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(room._run_services)
                 try:
+                    await tg.start(room._run_services)
                     yield room
                 finally:
+                    # also when cancelled while the services start: leave the
+                    # server, never just drop the handles
                     with anyio.CancelScope(shield=True):
                         await room._shutdown()
         except BaseExceptionGroup as group:
-            _raise_single(group)
-            raise
+            exc = _one_exception(group)
+            if exc is None:
+                raise
+            # Raise what the block raised as it was: with its own context (not
+            # the group, which `raise` here would set as its context).
+            context = exc.__context__
+            try:
+                raise exc
+            finally:
+                exc.__context__ = context
+                del exc, context, group
     finally:
         room._release()
 
 
-def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:
-    """Unwraps a group holding one exception (the caller's own), so callers
-    never see ExceptionGroups they did not cause."""
-    leaves: list[BaseException] = []
-
-    def collect(g: BaseExceptionGroup[BaseException]) -> None:
-        for e in g.exceptions:
-            if isinstance(e, BaseExceptionGroup):
-                collect(e)
-            else:
-                leaves.append(e)
-
-    collect(group)
-    if len(leaves) == 1:
-        raise leaves[0] from leaves[0].__cause__
+def _one_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """What to raise instead of the group that the room's task group wrapped
+    around whatever left the block, following trio's rules: the group's own
+    single exception (a group the caller raised stays as it is, unflattened);
+    cancellations of the room's own tasks do not count; KeyboardInterrupt wins.
+    None: more than one real exception, raise the group."""
+    excs = group.exceptions
+    for exc in excs:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [exc for exc in excs if not isinstance(exc, cancelled)]
+    if len(real) == 1:
+        return real[0]
+    if not real and excs:
+        return excs[0]
+    return None

@@ -102,11 +102,15 @@ class _MediaStream(Generic[F]):
             anyio.EndOfStream: the stream ended and every buffered frame was read.
             NativePanicError: the native core panicked.
 
-        Cancellation: nothing is lost.
+        Cancellation: nothing is lost. Always a checkpoint, even with frames
+        buffered (like trio's own receive).
         """
+        await anyio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._frames:
-                return self._frames.popleft()
+                frame = self._frames.popleft()
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                return frame
             if self._ended:
                 if self._failure is not None:
                     from ._errors import NativePanicError
@@ -134,12 +138,13 @@ class _MediaStream(Generic[F]):
 
     async def aclose(self) -> None:
         self.close()
+        await anyio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> _MediaStream[F]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
 
 @final

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, final
 
+import anyio
+
 from ._errors import RoomClosedError
 from ._proto import ffi_pb2
 from ._runtime import OwnedHandle, Runtime, get_runtime
@@ -189,12 +191,13 @@ class LocalTrack(Track):
 
     async def aclose(self) -> None:
         self.close()
+        await anyio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> LocalTrack:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
 
 def _create_track(field: str, name: str, source: Any) -> tuple[Runtime, Any]:

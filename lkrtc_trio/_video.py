@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, final
 
+import anyio
+
 from ._errors import NativeError, RoomClosedError
 from ._proto import ffi_pb2, video_frame_pb2
 from ._runtime import get_runtime
@@ -177,22 +179,24 @@ class VideoFrame:
 
     @classmethod
     def _from_native(cls, rt: Any, owned: Any) -> VideoFrame:
-        """Copies a native buffer (once, plane by plane) and releases its handle."""
+        """Copies a native buffer (once, plane by plane) and releases its handle.
+
+        The buffer description is checked before any byte is read: a size,
+        stride or plane count that does not fit raises, never reads out of
+        bounds.
+
+        Raises:
+            NativeError: the native core described a malformed buffer.
+        """
         info = owned.info
         try:
-            kind = VideoBufferType(info.type)
-            layout = plane_layout(kind, info.width, info.height)
+            kind, layout, tight = _checked_layout(info)
             total = sum(size for _, _, size in layout)
-            comps = list(info.components)
-            tight = bool(comps) and all(
-                c.stride == stride and c.data_ptr == info.data_ptr + offset
-                for c, (offset, stride, _) in zip(comps, layout, strict=False)
-            )
-            if not comps or tight:
+            if tight:
                 data = rt.backend.read_into_bytearray(info.data_ptr, total)
             else:
                 data = bytearray(total)
-                for comp, (offset, stride, size) in zip(comps, layout, strict=False):
+                for comp, (offset, stride, size) in zip(info.components, layout, strict=True):
                     rows = size // stride
                     if comp.stride == stride:
                         data[offset : offset + size] = rt.backend.read(comp.data_ptr, size)
@@ -208,6 +212,53 @@ class VideoFrame:
 
     def __repr__(self) -> str:
         return f"<VideoFrame {self.type.name} {self.width}x{self.height}>"
+
+
+#: Largest frame side accepted from the native core (libwebrtc's own limit is
+#: far below this); a larger one is a malformed description.
+MAX_DIMENSION = 16_384
+
+
+def _checked_layout(info: Any) -> tuple[VideoBufferType, list[tuple[int, int, int]], bool]:
+    """Validates a native ``VideoBufferInfo``: known type, sane size, and, if it
+    lists its planes, one entry per plane whose stride and size cover every row
+    that will be read. Returns (type, tight layout, whether the buffer is one
+    tightly packed block at ``data_ptr``).
+
+    Raises:
+        NativeError: the description is malformed.
+    """
+
+    def bad(why: str) -> NativeError:
+        return NativeError(f"malformed video buffer from the native core: {why}")
+
+    try:
+        kind = VideoBufferType(info.type)
+    except ValueError:
+        raise bad(f"unknown buffer type {info.type}") from None
+    if not (0 < info.width <= MAX_DIMENSION and 0 < info.height <= MAX_DIMENSION):
+        raise bad(f"size {info.width}x{info.height}")
+    layout = plane_layout(kind, info.width, info.height)
+    comps = list(info.components)
+    if comps and len(comps) != len(layout):
+        raise bad(f"{len(comps)} planes listed, {kind.name} has {len(layout)}")
+    tight = not comps or all(
+        c.stride == stride and c.data_ptr == info.data_ptr + offset
+        for c, (offset, stride, _) in zip(comps, layout, strict=True)
+    )
+    if tight:  # one contiguous read at data_ptr (also when no planes are listed)
+        if not info.data_ptr:
+            raise bad("null data pointer")
+        return kind, layout, True
+    for i, (comp, (_, stride, size)) in enumerate(zip(comps, layout, strict=True)):
+        rows = size // stride
+        if not comp.data_ptr:
+            raise bad(f"plane {i}: null data pointer")
+        if comp.stride < stride:
+            raise bad(f"plane {i}: stride {comp.stride} < row of {stride} bytes")
+        if comp.size < (rows - 1) * comp.stride + stride:
+            raise bad(f"plane {i}: {comp.size} bytes for {rows} rows of stride {comp.stride}")
+    return kind, layout, False
 
 
 @final
@@ -272,9 +323,10 @@ class VideoSource:
 
     async def aclose(self) -> None:
         self.close()
+        await anyio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> VideoSource:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()

@@ -1,6 +1,11 @@
 """Test rules: real server on loopback (or the run's own network namespace),
 free ports only, bounded durations (fail_after everywhere a wait could hang).
 
+Both backends: every ``async def`` test runs twice, on trio and on asyncio
+(anyio's pytest plugin in auto mode, with the parametrized ``anyio_backend``
+fixture below), so it may only use anyio's API. Tests of trio-only machinery (mock
+clocks) are plain functions that call ``trio.run`` themselves.
+
 After a *failed* test, native handles it left open are closed, so that one
 failure does not make every later test's "handles back to zero" check fail.
 Passing tests must clean up after themselves (they assert it).
@@ -14,6 +19,11 @@ from typing import Any
 import pytest
 
 pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.hookimpl(hookwrapper=True)

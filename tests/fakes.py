@@ -24,6 +24,7 @@ class FakeBackend:
     reject_next: bool = False
     live: set[int] = field(default_factory=set)
     pinned: list[Any] = field(default_factory=list)
+    next_handle: int = 9000
 
     def request(self, data: bytes) -> bytes:
         req = ffi_pb2.FfiRequest.FromString(data)
@@ -34,9 +35,19 @@ class FakeBackend:
             from lkrtc_trio._errors import NativeError
 
             raise NativeError("rejected by the fake backend")
-        async_id = getattr(req, which).request_async_id
-        self.sent.append((which, async_id))
+        msg = getattr(req, which)
         resp = ffi_pb2.FfiResponse()
+        if "request_async_id" not in msg.DESCRIPTOR.fields_by_name:
+            # a synchronous request: an empty answer, plus a handle where one is owned
+            self.sent.append((which, 0))
+            out = getattr(resp, which)
+            out.SetInParent()
+            if which == "new_audio_source":
+                self.next_handle += 1
+                out.source.handle.id = self.next_handle
+            return resp.SerializePartialToString()
+        async_id = msg.request_async_id
+        self.sent.append((which, async_id))
         getattr(resp, which).async_id = async_id
         return resp.SerializeToString()
 
@@ -94,3 +105,17 @@ def connect_completion(async_id: int, room: int, local: int, remotes: list[int])
         pt = res.participants.add()
         pt.participant.handle.id = h
     return ev.SerializePartialToString()
+
+
+def event_bytes(fill: Any) -> bytes:
+    """An ``FfiEvent`` built by ``fill(event)``."""
+    ev = ffi_pb2.FfiEvent()
+    fill(ev)
+    return ev.SerializePartialToString()
+
+
+def deliver(rt: Runtime, *events: bytes) -> None:
+    """Delivers events the way native threads do (push), then drains them now."""
+    for data in events:
+        rt.bridge.push(data)
+    rt.bridge.drain_now()

@@ -56,3 +56,52 @@ def test_quiet_logs_ride_along_without_waking_the_loop() -> None:
     assert len(scheduled) == 1
     scheduled.pop()()
     assert delivered[-(MAX_QUIET_BACKLOG + 1) :] == [warn] + [debug] * MAX_QUIET_BACKLOG
+
+
+def test_a_drain_stranded_on_a_closed_loop_does_not_block_the_next_loop() -> None:
+    """A drain queued with call_soon_threadsafe on a loop that closes before
+    running it must not leave the bridge believing a drain is scheduled:
+    every later request would hang."""
+    import asyncio
+
+    import anyio
+
+    from lkrtc_trio._runtime import Runtime
+
+    from .fakes import FakeBackend, completion, publish_data_request
+
+    rt = Runtime(FakeBackend())
+    done = ffi_pb2.FfiEvent()
+    done.publish_data.async_id = 10_000  # nobody waits for it: a stray
+
+    loop = asyncio.new_event_loop()
+
+    async def attach() -> None:
+        rt.bridge.attach()
+
+    loop.run_until_complete(attach())
+    # an event arrives after the loop stopped, before it closes: a drain is
+    # scheduled on it...
+    rt.bridge.push(done.SerializeToString())
+    loop.close()  # ...and never runs
+    assert rt.bridge._scheduled
+
+    async def request() -> str:
+        req = publish_data_request()
+
+        async def complete_later() -> None:
+            await anyio.wait_all_tasks_blocked()
+            aid = req.publish_data.request_async_id
+            # from a foreign thread, the way the native core delivers it
+            await anyio.to_thread.run_sync(rt.bridge.push, completion(aid, "answered"))
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(complete_later)
+                cb = await rt.request_async(req, "publish_data")
+        return str(cb.error)
+
+    for backend in ("asyncio", "trio", "asyncio"):
+        assert anyio.run(request, backend=backend) == "answered"
+    assert rt.dispatcher.stray_count == 1  # the stranded event was delivered too
+    assert rt.dispatcher.pending() == 0

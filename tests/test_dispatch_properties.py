@@ -285,6 +285,10 @@ def test_panic_fails_every_waiter_and_sink_and_later_calls() -> None:
             rt.bridge.push(ev.SerializeToString())
             rt.bridge.drain_now()
         assert len(errors) == 5 and all("boom" in str(e) for e in errors)
+        # each caller its own error (a shared one would collect every
+        # caller's traceback), chained to the panic
+        assert len({id(e) for e in errors}) == 5
+        assert all(e.__cause__ is rt.dispatcher.panic for e in errors)
         assert len(failures) == 1
         # Native threads may still read what was lent: kept for good.
         assert rt.dispatcher.pinned() == 5 and len(rt.backend.pinned) == 5  # type: ignore[attr-defined]
@@ -367,3 +371,37 @@ def test_stray_completion_is_logged_and_its_handles_released(
     assert rt.dispatcher.stray_count == 1
     assert sorted(backend.dropped) == [5, 6, 7]
     assert any("unknown id 99" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failing_reaper_never_replaces_the_callers_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The completion arrived, then the caller was cancelled before it resumed
+    (an asyncio task woken by its waiter can still be cancelled, by
+    ``asyncio.timeout`` for instance; trio and anyio scopes deliver the wake-up
+    instead): the reaper runs on the spot, and if it raises, that is logged;
+    the caller still sees its own cancellation."""
+    import asyncio
+
+    async def main() -> None:
+        rt = Runtime(FakeBackend())
+
+        def reaper(msg: Any) -> None:
+            raise RuntimeError("reaper bug")
+
+        task = asyncio.ensure_future(
+            rt.request_async(publish_data_request(), "publish_data", reaper=reaper)
+        )
+        for _ in range(3):
+            await asyncio.sleep(0)
+        aid = rt.backend.sent[-1][1]  # type: ignore[attr-defined]
+        rt.bridge.push(completion(aid))
+        rt.bridge.drain_now()  # the waiter is set: the caller is due to resume...
+        task.cancel()  # ...but is cancelled first
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert rt.dispatcher.pending() == 0
+
+    with caplog.at_level(logging.ERROR, logger="lkrtc_trio.dispatch"):
+        asyncio.run(main())
+    assert "reaper bug" in caplog.text

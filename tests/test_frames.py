@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,68 @@ async def test_audio_source_validates_and_closes() -> None:
     async with vtrack, video:
         assert vtrack.kind == lk.TrackKind.KIND_VIDEO
     assert lk.live_native_handles() == 0
+
+
+class _RecordingReads:
+    """A backend stand-in that records which native ranges would be read."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[int, int]] = []
+        self.released: list[int] = []
+        self.backend = self
+
+    def read(self, address: int, length: int) -> bytes:
+        self.reads.append((address, length))
+        return bytes(length)
+
+    def read_into_bytearray(self, address: int, length: int) -> bytearray:
+        self.reads.append((address, length))
+        return bytearray(length)
+
+    def _release(self, handle: int) -> None:
+        self.released.append(handle)
+
+
+def _owned_buffer(width: int, height: int, planes: list[tuple[int, int, int]]) -> Any:
+    from lkrtc_trio._proto import video_frame_pb2
+
+    owned = video_frame_pb2.OwnedVideoBuffer()
+    owned.handle.id = 42
+    info = owned.info
+    info.type = video_frame_pb2.VideoBufferType.I420
+    info.width, info.height = width, height
+    info.data_ptr = 0x1000
+    for ptr, stride, size in planes:
+        comp = info.components.add()
+        comp.data_ptr, comp.stride, comp.size = ptr, stride, size
+    return owned
+
+
+def test_native_video_buffers_are_checked_before_any_read() -> None:
+    from lkrtc_trio._video import VideoFrame
+
+    # a padded I420 4x2 frame (strides 8/8/8): read row by row, within bounds
+    rt = _RecordingReads()
+    ok = _owned_buffer(4, 2, [(0x1000, 8, 16), (0x2000, 8, 8), (0x3000, 8, 8)])
+    frame = VideoFrame._from_native(rt, ok)
+    assert (frame.width, frame.height) == (4, 2)
+    assert rt.released == [42]
+    for address, length in rt.reads:  # every read inside its plane
+        plane = max(
+            (p for p in ok.info.components if p.data_ptr <= address), key=lambda p: p.data_ptr
+        )
+        assert address + length <= plane.data_ptr + plane.size
+    bad = [
+        _owned_buffer(4, 2, [(0x1000, 2, 16), (0x2000, 8, 8), (0x3000, 8, 8)]),  # stride < row
+        _owned_buffer(4, 2, [(0x1000, 8, 9), (0x2000, 8, 8), (0x3000, 8, 8)]),  # too short
+        _owned_buffer(4, 2, [(0x1000, 8, 16), (0x2000, 8, 8)]),  # a plane missing
+        _owned_buffer(4, 2, [(0, 8, 16), (0x2000, 8, 8), (0x3000, 8, 8)]),  # null plane
+        _owned_buffer(0, 2, []),  # no pixels
+        _owned_buffer(100_000, 2, []),  # absurd size
+    ]
+    for owned in bad:
+        rt = _RecordingReads()
+        with pytest.raises(lk.NativeError, match="malformed video buffer"):
+            VideoFrame._from_native(rt, owned)
+        assert rt.reads == []  # refused before reading anything
+        assert rt.released == [42]  # the handle is released all the same

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
+import anyio
 import pytest
-import trio
 
 import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo
@@ -38,7 +38,7 @@ async def see_each_other(room: lk.Room, *peers: OfficialPeer) -> None:
     """Waits until the room sees every peer, every peer sees the room and the peers
     see each other."""
     me = room.local_participant.identity
-    with trio.fail_after(SEE):
+    with anyio.fail_after(SEE):
         for peer in peers:
             await room.wait_for_participant(peer.identity)
             for other in [me, *(p.identity for p in peers if p is not peer)]:
@@ -48,9 +48,9 @@ async def see_each_other(room: lk.Room, *peers: OfficialPeer) -> None:
 
 async def wait_released(limit: float = 10) -> None:
     """Waits until no request is pending and no native handle is owned."""
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         while lk.pending_requests() or lk.live_native_handles():
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
 
 
 async def next_event(
@@ -60,7 +60,7 @@ async def next_event(
     limit: float = STEP,
 ) -> E:
     """The next event of ``kind`` matching ``where`` (others are skipped)."""
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         async for event in events:
             if isinstance(event, kind) and where(event):
                 return event
@@ -104,7 +104,7 @@ async def test_rpc_official_peer_calls_trio_handlers(
         @lp.register_rpc_method("echo")  # async, decorator
         async def echo(data: lk.RpcInvocationData) -> str:
             seen.append(data)
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
             return f"{data.caller_identity}|{data.method}|{data.payload}"
 
         def upper(data: lk.RpcInvocationData) -> str:  # sync, direct
@@ -137,12 +137,12 @@ async def test_rpc_official_peer_calls_trio_handlers(
         @lp.register_rpc_method("slow")
         async def slow(data: lk.RpcInvocationData) -> str:
             slow_state["response_timeout"] = data.response_timeout
-            start = trio.current_time()
+            start = anyio.current_time()
             try:
-                await trio.sleep(5)
+                await anyio.sleep(5)
                 slow_state["finished"] = True
             finally:
-                slow_state["ran_for"] = trio.current_time() - start
+                slow_state["ran_for"] = anyio.current_time() - start
             return "too late"
 
         async with open_official_peer(url, livekit_token(caller)) as peer:
@@ -188,9 +188,9 @@ async def test_rpc_official_peer_calls_trio_handlers(
 
             # a handler overrunning the caller's timeout is cancelled at its own
             # deadline (max(2 - min(7, 2), 1) = 1 s) and the caller gets 1502
-            start = trio.current_time()
+            start = anyio.current_time()
             reply = await call("slow", "zzz", response_timeout=2)
-            elapsed = trio.current_time() - start
+            elapsed = anyio.current_time() - start
             assert rpc_failure(reply)[0] == Code.RESPONSE_TIMEOUT
             assert elapsed < 4, elapsed
             assert slow_state["response_timeout"] == pytest.approx(1.0, abs=0.05)
@@ -265,7 +265,7 @@ async def test_rpc_trio_calls_official_peer_handlers(
             # (max(10 - min(7, 10), 1) = 3 s)
             text = "grüße ✓ 🎉 {json: [1, 2]}"
             since = peer.mark()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 assert await rpc("echo", text) == text
             inv = await peer.wait_for("rpc_invoked", STEP, since=since, method="echo")
             assert (inv["caller"], inv["payload"]) == (me, text)
@@ -274,7 +274,7 @@ async def test_rpc_trio_calls_official_peer_handlers(
 
             # the largest payload; one byte more is refused before anything is sent
             big = "é" * (15_360 // 2)
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 assert await rpc("echo", big) == big
             since = peer.mark()
             with pytest.raises(lk.RpcError) as err:
@@ -282,7 +282,7 @@ async def test_rpc_trio_calls_official_peer_handlers(
             assert err.value.code == Code.REQUEST_PAYLOAD_TOO_LARGE
 
             # the peer's RpcError arrives with its code, message and data
-            with trio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
+            with anyio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
                 await rpc("fail", "p")
             assert (err.value.code, err.value.message, err.value.data) == (
                 2002,
@@ -290,11 +290,11 @@ async def test_rpc_trio_calls_official_peer_handlers(
                 "custom data ✓",
             )
             # an exception in the peer's handler: APPLICATION_ERROR
-            with trio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
+            with anyio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
                 await rpc("raise")
             assert err.value.code == Code.APPLICATION_ERROR
             # an unknown method
-            with trio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
+            with anyio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
                 await rpc("no-such-method")
             assert err.value.code == Code.UNSUPPORTED_METHOD
             assert peer.find("rpc_invoked", since=since, payload=big + "x") is None
@@ -302,10 +302,10 @@ async def test_rpc_trio_calls_official_peer_handlers(
             # a handler sleeping past our timeout: RESPONSE_TIMEOUT within about the
             # timeout; the callee's deadline was max(2 - min(7, 2), 1) = 1 s
             since = peer.mark()
-            start = trio.current_time()
-            with trio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
+            start = anyio.current_time()
+            with anyio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
                 await rpc("sleep", "z", response_timeout=2)
-            elapsed = trio.current_time() - start
+            elapsed = anyio.current_time() - start
             assert err.value.code == Code.RESPONSE_TIMEOUT
             assert elapsed < 3.5, elapsed
             inv = await peer.wait_for("rpc_invoked", STEP, since=since, method="sleep")
@@ -317,8 +317,8 @@ async def test_rpc_trio_calls_official_peer_handlers(
             async def one(i: int) -> None:
                 answers[i] = await rpc("echo", f"c{i}")
 
-            with trio.fail_after(STEP):
-                async with trio.open_nursery() as nursery:
+            with anyio.fail_after(STEP):
+                async with anyio.create_task_group() as nursery:
                     for i in range(20):
                         nursery.start_soon(one, i)
             assert answers == {i: f"c{i}" for i in range(20)}
@@ -326,28 +326,28 @@ async def test_rpc_trio_calls_official_peer_handlers(
             # cancelling a call while the peer sleeps returns at once; the late
             # response is dropped and later calls work
             since = peer.mark()
-            start = trio.current_time()
-            with trio.move_on_after(0.5) as scope:
+            start = anyio.current_time()
+            with anyio.move_on_after(0.5) as scope:
                 await rpc("nap", "cancelled", response_timeout=10)
                 pytest.fail("the call returned before the peer answered")
             assert scope.cancelled_caught
-            assert trio.current_time() - start < 1.0
-            with trio.fail_after(STEP):
+            assert anyio.current_time() - start < 1.0
+            with anyio.fail_after(STEP):
                 assert await rpc("echo", "during") == "during"  # while the nap goes on
             assert peer.find("rpc_returned", since=since, method="nap") is None
             await peer.wait_for("rpc_returned", STEP, since=since, method="nap")
             # the peer answered the cancelled call before this one: its late
             # response reaches nobody
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 assert await rpc("echo", "after") == "after"
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 while lk.pending_requests():
-                    await trio.sleep(0.01)
+                    await anyio.sleep(0.01)
 
             # the peer unregisters: UNSUPPORTED_METHOD
             reply = await peer.call("unregister_rpc", method="echo")
             assert reply["ok"], reply
-            with trio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
+            with anyio.fail_after(STEP), pytest.raises(lk.RpcError) as err:
                 await rpc("echo", "gone")
             assert err.value.code == Code.UNSUPPORTED_METHOD
 
@@ -373,7 +373,7 @@ async def test_data_packets_between_trio_and_official_peers(
             # lkrtc-trio -> official: 200 reliable packets, complete and in order
             marks = {a: a.mark(), b: b.mark()}
             sent = [f"{i:03d}:".encode() + bytes([i]) * (i * 37 % 1000) for i in range(200)]
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 for packet in sent:
                     await lp.publish_data(packet, reliable=True, topic="seq")
             for peer, mark in marks.items():
@@ -387,17 +387,17 @@ async def test_data_packets_between_trio_and_official_peers(
             # a large packet, a str payload, and lossy packets
             large = bytes(range(256)) * 234  # 59904 bytes
             mark = a.mark()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.publish_data(large, topic="large", destination_identities=["peer-a"])
                 await lp.publish_data("text ✓", topic="text", destination_identities=["peer-a"])
             ev = await a.wait_for("data_received", STEP, since=mark, topic="large")
             assert unb64(ev) == large
             ev = await a.wait_for("data_received", STEP, since=mark, topic="text")
             assert unb64(ev) == "text ✓".encode()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 while not data_events(a, mark, "lossy"):
                     await lp.publish_data(b"lossy!", reliable=False, topic="lossy")
-                    await trio.sleep(0.1)
+                    await anyio.sleep(0.1)
             ev = data_events(a, mark, "lossy")[0]
             assert (unb64(ev), ev["kind"], ev["identity"]) == (b"lossy!", 0, me)
 
@@ -427,13 +427,13 @@ async def test_data_packets_between_trio_and_official_peers(
             assert got.payload == large
             assert got.participant is not None and got.participant.identity == "peer-b"
 
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 while True:
                     reply = await b.call(
                         "publish_data", payload_b64=b64(b"l"), topic="lossy-in", reliable=False
                     )
                     assert reply["ok"], reply
-                    with trio.move_on_after(0.2):
+                    with anyio.move_on_after(0.2):
                         lossy = await next_event(
                             events, lk.DataReceived, lambda e: e.topic == "lossy-in"
                         )
@@ -446,7 +446,7 @@ async def test_data_packets_between_trio_and_official_peers(
 
             # lkrtc-trio -> peer-a only: peer-b gets nothing
             ma, mb = a.mark(), b.mark()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.publish_data(b"for a", topic="dm", destination_identities=["peer-a"])
                 await lp.publish_data(b"marker", topic="marker")
             await a.wait_for("data_received", STEP, since=ma, topic="marker")
@@ -455,7 +455,7 @@ async def test_data_packets_between_trio_and_official_peers(
             assert data_events(b, mb, "dm") == []
 
             # lkrtc-trio -> both peers by identity
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.publish_data(
                     b"for both", topic="both", destination_identities=["peer-a", "peer-b"]
                 )
@@ -526,14 +526,14 @@ async def test_metadata_name_attributes_between_trio_and_official_peer(
 
             # ours, seen by the official peer
             since = peer.mark()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.set_metadata("trio metadata ✓")
             assert lp.metadata == "trio metadata ✓"
             ev = await peer.wait_for("participant_metadata_changed", STEP, since=since, identity=me)
             assert (ev["old"], ev["metadata"]) == ("", "trio metadata ✓")
 
             since = peer.mark()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.set_name("Trio Two")
             assert lp.name == "Trio Two"
             ev = await peer.wait_for("participant_name_changed", STEP, since=since, identity=me)
@@ -546,7 +546,7 @@ async def test_metadata_name_attributes_between_trio_and_official_peer(
                 ({"a": "10", "c": "3"}, {"a": "10", "b": "2", "c": "3"}),
             ]:
                 since = peer.mark()
-                with trio.fail_after(STEP):
+                with anyio.fail_after(STEP):
                     await lp.set_attributes(update)
                 assert lp.attributes == expected
                 ev = await peer.wait_for(
@@ -557,7 +557,7 @@ async def test_metadata_name_attributes_between_trio_and_official_peer(
 
             # an empty value removes the key
             since = peer.mark()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.set_attributes({"c": ""})
             assert lp.attributes == {"a": "10", "b": "2"}
             ev = await peer.wait_for(
@@ -645,7 +645,7 @@ async def test_dtmf_and_transcription_between_trio_and_official_peer(
             # lkrtc-trio -> official
             since = peer.mark()
             tones = [(11, "#"), (1, "1"), (12, "a"), (10, "*")]
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 for code, digit in tones:
                     await lp.publish_dtmf(code=code, digit=digit)
             await peer.wait_for("sip_dtmf_received", STEP, since=since, code=10)
@@ -665,7 +665,7 @@ async def test_dtmf_and_transcription_between_trio_and_official_peer(
                 ),
             ]
             since = peer.mark()
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.publish_transcription(
                     lk.Transcription(
                         participant_identity=me, track_sid="TR_trioTrack", segments=segments

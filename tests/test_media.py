@@ -7,9 +7,9 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import anyio
 import numpy as np
 import pytest
-import trio
 
 import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo
@@ -72,13 +72,13 @@ async def publisher_and_subscriber(
         lk.open_room(server.url, token("sub")) as sub,
     ):
         yield pub, sub
-    with trio.fail_after(10):
+    with anyio.fail_after(10):
         while lk.pending_requests() or lk.live_native_handles():
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
 
 
 async def subscribed(events: lk.EventSubscription, kind: lk.TrackKind) -> lk.TrackSubscribed:
-    with trio.fail_after(15):
+    with anyio.fail_after(15):
         async for event in events:
             if isinstance(event, lk.TrackSubscribed) and event.track.kind == kind:
                 return event
@@ -99,10 +99,10 @@ async def test_tone_and_sweep_arrive_intact(
                 assert got.participant.identity == "pub" and got.publication.subscribed
                 stream = lk.AudioStream(got.track, sample_rate=RATE, num_channels=1, capacity=1000)
                 chunks: list[np.ndarray] = []
-                async with trio.open_nursery() as nursery:
+                async with anyio.create_task_group() as nursery:
                     nursery.start_soon(play, source, [(440, 2.0)] + [(f, 0.5) for f in SWEEP])
 
-                    with trio.fail_after(15):
+                    with anyio.fail_after(15):
                         async for frame in stream:
                             assert (frame.sample_rate, frame.num_channels) == (RATE, 1)
                             chunks.append(frame.to_numpy()[:, 0].copy())
@@ -148,14 +148,14 @@ async def test_video_colour_cycle_arrives_in_order(
                         pixels[:] = (*COLOURS[name], 255)
                         for _ in range(int(fps * 0.8)):
                             source.capture_frame(frame)
-                            await trio.sleep(1 / fps)
+                            await anyio.sleep(1 / fps)
 
                 got = await subscribed(events, lk.TrackKind.KIND_VIDEO)
                 stream = lk.VideoStream(got.track, format=lk.VideoBufferType.RGBA, capacity=500)
                 labels: list[str] = []
-                async with trio.open_nursery() as nursery:
+                async with anyio.create_task_group() as nursery:
                     nursery.start_soon(cycle)
-                    with trio.fail_after(15):
+                    with anyio.fail_after(15):
                         async for frame in stream:
                             mean = frame.to_numpy()[::8, ::8, :3].reshape(-1, 3).mean(axis=0)
                             name, dist = min(
@@ -187,7 +187,7 @@ async def test_track_events_mute_and_stream_end(
             assert pub.local_participant.track_publications == {publication.sid: publication}
 
             async def next_event(sub_: lk.EventSubscription, kind: type) -> object:
-                with trio.fail_after(15):
+                with anyio.fail_after(15):
                     async for e in sub_:
                         if isinstance(e, kind):
                             return e
@@ -215,7 +215,7 @@ async def test_track_events_mute_and_stream_end(
             assert pub.local_participant.track_publications == {}
             unsub = await next_event(theirs, lk.TrackUnsubscribed)
             assert isinstance(unsub, lk.TrackUnsubscribed) and unsub.track is got.track
-            with trio.fail_after(5):  # the stream ends by itself
+            with anyio.fail_after(5):  # the stream ends by itself
                 async for _ in stream:
                     pass
             assert got.track.closed
@@ -238,19 +238,19 @@ async def test_stream_ends_when_the_publisher_leaves(
                 await talker.local_participant.publish_track(track)
                 got = await subscribed(events, lk.TrackKind.KIND_AUDIO)
                 stream = lk.AudioStream(got.track)
-                async with trio.open_nursery() as nursery:
+                async with anyio.create_task_group() as nursery:
                     nursery.start_soon(play, source, [(440, 0.5)])
-                    with trio.fail_after(5):
+                    with anyio.fail_after(5):
                         await stream.receive()  # media flows
             # talker left: the stream ends by itself (python-sdks #179)
-            with trio.fail_after(10):
+            with anyio.fail_after(10):
                 async for _ in stream:
                     pass
             track.close()
             source.close()
-    with trio.fail_after(10):
+    with anyio.fail_after(10):
         while lk.live_native_handles():
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.001, 0.005, 0.02])
@@ -261,22 +261,22 @@ async def test_cancelled_publish_leaves_no_track_behind(
         source = lk.AudioSource(RATE, 1)
         track = lk.LocalAudioTrack.create_audio_track("mic", source)
         returned = False
-        with trio.move_on_after(delay):
+        with anyio.move_on_after(delay):
             publication = await pub.local_participant.publish_track(track)
             returned = True
-            await trio.sleep_forever()
+            await anyio.sleep_forever()
         if returned:  # the publish completed before the cancel: the track is ours
             await pub.local_participant.unpublish_track(publication.sid)
         else:  # cancelled mid-publish: the late completion is unpublished for us
             assert pub.local_participant.track_publications == {}
-        with trio.fail_after(15):
+        with anyio.fail_after(15):
             while lk.pending_requests():
-                await trio.sleep(0.01)
+                await anyio.sleep(0.01)
         assert pub.local_participant.track_publications == {}
         # the peer ends up seeing no track of ours either way
-        with trio.fail_after(15):
+        with anyio.fail_after(15):
             while any(p.track_publications for p in sub.remote_participants.values()):
-                await trio.sleep(0.05)
+                await anyio.sleep(0.05)
         track.close()
         source.close()
 
@@ -289,7 +289,7 @@ async def test_publish_without_permission_raises(
         lk.AudioSource(RATE, 1) as source,
     ):
         track = lk.LocalAudioTrack.create_audio_track("mic", source)
-        with trio.fail_after(20), pytest.raises(lk.PublishTrackError):
+        with anyio.fail_after(20), pytest.raises(lk.PublishTrackError):
             await room.local_participant.publish_track(track)
         assert room.local_participant.track_publications == {}
         track.close()
@@ -308,7 +308,7 @@ async def test_capture_after_a_cancelled_capture_waits_for_it(
         track = lk.LocalAudioTrack.create_audio_track("mic", source)
         await room.local_participant.publish_track(track)
         for _ in range(3):
-            with trio.move_on_after(0.5) as scope:
+            with anyio.move_on_after(0.5) as scope:
                 await play(source, [(440, 5.0)])  # fills the queue, then waits
             assert scope.cancelled_caught
             await play(source, [(440, 0.05)])  # right away: must not fail

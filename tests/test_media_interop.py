@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import anyio
 import numpy as np
 import pytest
-import trio
 
 import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo
@@ -58,7 +58,7 @@ E = TypeVar("E")
 
 async def see_each_other(room: lk.Room, peer: OfficialPeer) -> None:
     me = room.local_participant.identity
-    with trio.fail_after(SEE):
+    with anyio.fail_after(SEE):
         await room.wait_for_participant(peer.identity)
         if me not in peer.connected["remote"]:
             await peer.wait_for("participant_connected", SEE, identity=me)
@@ -73,7 +73,7 @@ async def next_event(
 ) -> E:
     """The next event of ``kind`` matching ``where``; the others are skipped (and
     appended to ``seen`` when given)."""
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         async for event in events:
             if isinstance(event, kind) and where(event):
                 return event
@@ -84,9 +84,9 @@ async def next_event(
 
 async def wait_handles(count: int, limit: float = STEP) -> None:
     """Waits until no request is pending and lkrtc-trio owns ``count`` native handles."""
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         while lk.pending_requests() or lk.live_native_handles() != count:
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
 
 
 async def play(source: lk.AudioSource, plan: Sequence[tuple[float, float]]) -> None:
@@ -169,7 +169,7 @@ async def test_trio_audio_reaches_official_peer(
             ):
                 # publish: LocalTrackPublished here, track_published there
                 mark = peer.mark()
-                with trio.fail_after(STEP):
+                with anyio.fail_after(STEP):
                     pub = await lp.publish_track(track, lk.TrackPublishOptions(source=MIC))
                 sid = pub.sid
                 assert sid.startswith("TR_") and track.sid == sid
@@ -188,7 +188,7 @@ async def test_trio_audio_reaches_official_peer(
                 since = peer.mark()
                 cmd = await peer.send("record_audio", identity=me, seconds=2.0)
                 await peer.wait_for("record_started", STEP, since=since, id=cmd)
-                with trio.fail_after(STEP):
+                with anyio.fail_after(STEP):
                     await play(source, [(440.0, 2.3)])
                     await source.wait_for_playout()
                 reply = await peer.wait_for("reply", STEP, since=since, id=cmd)
@@ -207,11 +207,11 @@ async def test_trio_audio_reaches_official_peer(
                 )
 
                 # a 100/300/500/700/1000 Hz sweep keeps its order
-                await trio.sleep(0.3)  # the tone's tail leaves the network and jitter buffer
+                await anyio.sleep(0.3)  # the tone's tail leaves the network and jitter buffer
                 since = peer.mark()
                 cmd = await peer.send("record_audio", identity=me, seconds=3.3)
                 await peer.wait_for("record_started", STEP, since=since, id=cmd)
-                with trio.fail_after(STEP):
+                with anyio.fail_after(STEP):
                     await play(source, [(float(f), 0.5) for f in SWEEP])
                     await source.wait_for_playout()
                 reply = await peer.wait_for("reply", STEP, since=since, id=cmd)
@@ -241,7 +241,7 @@ async def test_trio_audio_reaches_official_peer(
 
                 # unpublish: LocalTrackUnpublished here, track_unpublished there
                 mark = peer.mark()
-                with trio.fail_after(STEP):
+                with anyio.fail_after(STEP):
                     await lp.unpublish_track(sid)
                 assert sid not in lp.track_publications
                 local_gone = await next_event(
@@ -284,11 +284,11 @@ async def test_trio_video_colour_cycle_reaches_official_peer(
             async def pump() -> None:
                 """30 fps: the queued frames, then the idle frame again and again."""
                 nonlocal sent
-                start = trio.current_time()
+                start = anyio.current_time()
                 for i in range(FPS * 60):
                     source.capture_frame(queue.popleft() if queue else idle)
                     sent += 1
-                    await trio.sleep_until(start + (i + 1) / FPS)
+                    await anyio.sleep_until(start + (i + 1) / FPS)
 
             mark = peer.mark()
             # without a framerate the native default for 320x240 is 20 fps
@@ -297,19 +297,19 @@ async def test_trio_video_colour_cycle_reaches_official_peer(
                 video_max_framerate=FPS,
                 video_max_bitrate=300_000,
             )
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 pub = await lp.publish_track(track, options)
             seen = await peer.wait_for("track_published", STEP, since=mark, track_sid=pub.sid)
             assert (seen["identity"], seen["kind"], seen["name"]) == (me, 2, "colours")
             assert seen["source"] == int(lk.TrackSource.SOURCE_CAMERA)
 
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as nursery:
                 nursery.start_soon(pump)
                 since = peer.mark()
                 cmd = await peer.send("record_video", identity=me, seconds=4.0)
                 await peer.wait_for("record_first_frame", STEP, since=since, id=cmd)
                 sent_before = sent
-                await trio.sleep(0.3)  # a few idle frames first
+                await anyio.sleep(0.3)  # a few idle frames first
                 for name in COLOURS:
                     queue.extend([frames[name]] * COLOUR_FRAMES)
                 reply = await peer.wait_for("reply", 4.0 + STEP, since=since, id=cmd)
@@ -328,7 +328,7 @@ async def test_trio_video_colour_cycle_reaches_official_peer(
                 f"means {sorted({tuple(c) for c in rec['colours']})}"
             )
 
-            with trio.fail_after(STEP):
+            with anyio.fail_after(STEP):
                 await lp.unpublish_track(pub.sid)
         await wait_handles(baseline)
     await wait_handles(0)
@@ -373,17 +373,17 @@ async def test_official_tone_reaches_trio_and_its_stream_ends(
             # read until the stream ends by itself (the peer unpublishes after the tone)
             stream = lk.AudioStream(got.track, sample_rate=RATE, num_channels=1, capacity=500)
             chunks: list[np.ndarray[Any, Any]] = []
-            last_tone_at = trio.current_time()
-            with trio.fail_after(seconds + STEP):
+            last_tone_at = anyio.current_time()
+            with anyio.fail_after(seconds + STEP):
                 async for frame in stream:
                     assert (frame.sample_rate, frame.num_channels) == (RATE, 1)
                     pcm = frame.to_numpy()[:, 0].copy()
                     chunks.append(pcm)
                     if np.abs(pcm).max() > 0.1 * AMPLITUDE * FULL_SCALE:
-                        last_tone_at = trio.current_time()
-            ended_at = trio.current_time()
+                        last_tone_at = anyio.current_time()
+            ended_at = anyio.current_time()
             reply = await peer.wait_for("reply", STEP, since=since, id=cmd)
-            replied_at = trio.current_time()
+            replied_at = anyio.current_time()
             assert reply["ok"], reply
             assert reply["result"]["track_sid"] == sid
             assert stream.dropped_frames == 0

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import anyio
 import pytest
-import trio
-import trio.testing
 
 import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo
@@ -36,19 +35,19 @@ async def rooms(
             await stack.enter_async_context(lk.open_room(server.url, token(i, **grants)))
             for i in identities
         ]
-        with trio.fail_after(SEE):
+        with anyio.fail_after(SEE):
             for room in opened:
                 for other in identities:
                     if other != room.local_participant.identity:
                         await room.wait_for_participant(other)
         yield opened
-    with trio.fail_after(10):
+    with anyio.fail_after(10):
         while lk.pending_requests() or lk.live_native_handles():
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
 
 
 async def next_of(events: lk.EventSubscription, kind: type, limit: float = 10) -> object:
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         async for event in events:
             if isinstance(event, kind):
                 return event
@@ -78,12 +77,12 @@ async def test_rpc_outcomes(livekit_server: ServerInfo, livekit_token: TokenFact
         async def boom(data: lk.RpcInvocationData) -> str:
             raise ValueError("handler bug")
 
-        overran = trio.Event()
+        overran = anyio.Event()
 
         @lp.register_rpc_method("slow")
         async def slow(data: lk.RpcInvocationData) -> str:
             try:
-                await trio.sleep(30)
+                await anyio.sleep(30)
             finally:
                 overran.set()  # cancelled by its response_timeout scope
             return "never"
@@ -110,12 +109,12 @@ async def test_rpc_outcomes(livekit_server: ServerInfo, livekit_token: TokenFact
         with pytest.raises(lk.RpcError) as err:
             await call(destination_identity="callee", method="nope", payload="")
         assert err.value.code == Code.UNSUPPORTED_METHOD
-        start = trio.current_time()
+        start = anyio.current_time()
         with pytest.raises(lk.RpcError) as err:
             await call(destination_identity="callee", method="slow", payload="", response_timeout=2)
         assert err.value.code == Code.RESPONSE_TIMEOUT
-        assert trio.current_time() - start < 4
-        with trio.fail_after(5):
+        assert anyio.current_time() - start < 4
+        with anyio.fail_after(5):
             await overran.wait()
         with pytest.raises(lk.RpcError) as err:
             await call(destination_identity="callee", method="big", payload="")
@@ -136,7 +135,7 @@ async def test_rpc_outcomes(livekit_server: ServerInfo, livekit_token: TokenFact
 
         # both directions at once
         caller.local_participant.register_rpc_method("back", lambda d: "back:" + d.payload)
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             results: list[str] = []
 
             async def one(src: lk.Room, dst: str, method: str, payload: str) -> None:
@@ -159,7 +158,7 @@ async def test_cancelled_rpc_leaves_nothing_pending(
     livekit_server: ServerInfo, livekit_token: TokenFactory
 ) -> None:
     async with rooms(livekit_server, livekit_token, "a", "b") as (a, b):
-        release = trio.Event()
+        release = anyio.Event()
 
         @b.local_participant.register_rpc_method("wait")
         async def wait(data: lk.RpcInvocationData) -> str:
@@ -168,7 +167,7 @@ async def test_cancelled_rpc_leaves_nothing_pending(
 
         b.local_participant.register_rpc_method("echo", lambda d: d.payload)
         for _ in range(3):
-            with trio.move_on_after(0.3) as scope:
+            with anyio.move_on_after(0.3) as scope:
                 await a.local_participant.perform_rpc(
                     destination_identity="b", method="wait", payload=""
                 )
@@ -183,18 +182,82 @@ async def test_cancelled_rpc_leaves_nothing_pending(
             assert got == str(i)
 
 
+async def test_a_flooded_callee_answers_overloaded_at_once(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """Invocations beyond ``rpc_max_concurrency`` running plus as many queued
+    get APPLICATION_ERROR "recipient overloaded" at once, instead of a timeout;
+    every accepted one is served."""
+    url = livekit_server.url
+    limit = 2
+    async with (
+        lk.open_room(url, livekit_token("flooder")) as caller,
+        lk.open_room(
+            url, livekit_token("busy"), options=lk.RoomOptions(rpc_max_concurrency=limit)
+        ) as callee,
+    ):
+        with anyio.fail_after(SEE):
+            await caller.wait_for_participant("busy")
+        release = anyio.Event()
+        running = 0
+        most = 0
+
+        @callee.local_participant.register_rpc_method("block")
+        async def block(data: lk.RpcInvocationData) -> str:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            try:
+                await release.wait()
+            finally:
+                running -= 1
+            return "served " + data.payload
+
+        outcomes: dict[int, str] = {}
+        refused_at: list[float] = []
+
+        async def call(i: int) -> None:
+            try:
+                outcomes[i] = await caller.local_participant.perform_rpc(
+                    destination_identity="busy", method="block", payload=str(i)
+                )
+            except lk.RpcError as exc:
+                assert exc.code == Code.APPLICATION_ERROR and "overloaded" in exc.message
+                outcomes[i] = "overloaded"
+                refused_at.append(anyio.current_time())
+
+        n = 4 * limit + 2
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(call, i)
+            with anyio.fail_after(10):
+                while running < limit or not refused_at:
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.5)  # let every invocation arrive
+            released_at = anyio.current_time()
+            release.set()
+        refused = [i for i, o in outcomes.items() if o == "overloaded"]
+        served = {i: o for i, o in outcomes.items() if o != "overloaded"}
+        assert len(outcomes) == n
+        assert refused, "nothing was refused: the queue is not bounded"
+        assert len(served) >= 2 * limit  # running + queued were all served
+        assert all(o == f"served {i}" for i, o in served.items())
+        assert all(t < released_at for t in refused_at)  # answered at once
+        assert most == limit  # never more handlers at once than allowed
+
+
 async def test_running_handlers_are_cancelled_when_the_room_closes(
     livekit_server: ServerInfo, livekit_token: TokenFactory
 ) -> None:
     async with rooms(livekit_server, livekit_token, "client", "server") as (client, server):
-        started = trio.Event()
-        cancelled = trio.Event()
+        started = anyio.Event()
+        cancelled = anyio.Event()
 
         @server.local_participant.register_rpc_method("hang")
         async def hang(data: lk.RpcInvocationData) -> str:
             started.set()
             try:
-                await trio.sleep_forever()
+                await anyio.sleep_forever()
             finally:
                 cancelled.set()
             return ""
@@ -209,13 +272,13 @@ async def test_running_handlers_are_cancelled_when_the_room_closes(
             except lk.RpcError as exc:
                 outcome.append(exc)
 
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             nursery.start_soon(call)
-            with trio.fail_after(10):
+            with anyio.fail_after(10):
                 await started.wait()
-            start = trio.current_time()
+            start = anyio.current_time()
             await server.disconnect()
-            assert trio.current_time() - start < 3  # bounded, not the 20 s timeout
+            assert anyio.current_time() - start < 3  # bounded, not the 20 s timeout
             assert cancelled.is_set()
         assert len(outcome) == 1
         # the cancelled handler's answer leaves before the disconnect
@@ -236,7 +299,7 @@ async def test_data_in_order_topics_and_destinations(
 
         async def drain(sub: lk.EventSubscription) -> list[lk.DataReceived]:
             got: list[lk.DataReceived] = []
-            with trio.fail_after(20):
+            with anyio.fail_after(20):
                 async for e in sub:
                     if isinstance(e, lk.DataReceived):
                         got.append(e)
@@ -344,7 +407,7 @@ async def test_metadata_name_attributes_round_trip(
             await lp.set_attributes({"b": "2"})  # merges
             assert lp.attributes == {"a": "1", "b": "2"}
             seen: dict[str, str] = {}
-            with trio.fail_after(10):
+            with anyio.fail_after(10):
                 while seen != {"a": "1", "b": "2"}:
                     ev3 = await next_of(events, lk.ParticipantAttributesChanged)
                     assert isinstance(ev3, lk.ParticipantAttributesChanged)
@@ -378,7 +441,7 @@ async def test_slow_subscriber_gets_overflow_error_not_a_gap(
         for i in range(10):
             await fast.local_participant.publish_data(str(i), topic="n")
         got: list[bytes] = []
-        with trio.fail_after(10):
+        with anyio.fail_after(10):
             async for e in keeping_up:
                 if isinstance(e, lk.DataReceived):
                     got.append(e.payload)

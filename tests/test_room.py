@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import anyio
 import pytest
-import trio
-import trio.testing
 
 import lkrtc_trio as lk
 from lkrtc_trio._runtime import get_runtime
@@ -27,9 +25,9 @@ SEE_TIMEOUT = 20  # the server batches participant updates (about 3 s)
 
 async def wait_released(limit: float = 10) -> None:
     """Waits until no request is pending and no native handle is owned."""
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         while lk.pending_requests() or lk.live_native_handles():
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
 
 
 @pytest.mark.matrix
@@ -44,7 +42,7 @@ async def test_two_trio_clients_see_each_other_and_leave_cleanly(
         assert alice.connection_state == 1
         with alice.events() as events:
             async with lk.open_room(url, livekit_token("bob")) as bob:
-                with trio.fail_after(SEE_TIMEOUT):
+                with anyio.fail_after(SEE_TIMEOUT):
                     seen_by_alice = await alice.wait_for_participant("bob")
                     seen_by_bob = await bob.wait_for_participant("alice")
                 assert seen_by_alice.identity == "bob"
@@ -53,7 +51,7 @@ async def test_two_trio_clients_see_each_other_and_leave_cleanly(
                 assert set(alice.remote_participants) == {"bob"}
                 assert lk.live_native_handles() >= 4  # 2 rooms, 2 locals, remotes
             # bob left: alice is told, with state updated first
-            with trio.fail_after(SEE_TIMEOUT):
+            with anyio.fail_after(SEE_TIMEOUT):
                 async for event in events:
                     if isinstance(event, lk.ParticipantConnected):
                         assert event.participant.identity == "bob"
@@ -74,7 +72,7 @@ async def test_subscription_ends_when_room_closes_and_wait_fails(
 ) -> None:
     async with lk.open_room(livekit_server.url, livekit_token("solo")) as room:
         sub = room.events()
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             outcome: list[BaseException] = []
 
             async def wait_for_ghost() -> None:
@@ -84,10 +82,10 @@ async def test_subscription_ends_when_room_closes_and_wait_fails(
                     outcome.append(exc)
 
             nursery.start_soon(wait_for_ghost)
-            await trio.testing.wait_all_tasks_blocked()
+            await anyio.wait_all_tasks_blocked()
             await room.disconnect()
         assert len(outcome) == 1
-        with trio.fail_after(5):
+        with anyio.fail_after(5):
             rest = [e async for e in sub]  # ends instead of hanging
         assert all(not isinstance(e, lk.ParticipantConnected) for e in rest)
         assert not room.isconnected()
@@ -103,14 +101,14 @@ async def test_official_sdk_peer_and_trio_client_see_each_other(
     async with lk.open_room(url, livekit_token("trio-side")) as room:
         with room.events() as events:
             async with open_official_peer(url, livekit_token("asyncio-side")) as peer:
-                with trio.fail_after(SEE_TIMEOUT):
+                with anyio.fail_after(SEE_TIMEOUT):
                     p = await room.wait_for_participant("asyncio-side")
                     if "trio-side" not in peer.connected["remote"]:
                         await peer.wait_for("participant_connected", identity="trio-side")
                 assert p.identity == "asyncio-side"
                 reply = await peer.call("list")
                 assert reply["result"] == ["trio-side"]
-            with trio.fail_after(SEE_TIMEOUT):
+            with anyio.fail_after(SEE_TIMEOUT):
                 async for event in events:
                     if isinstance(event, lk.ParticipantDisconnected):
                         assert event.participant.identity == "asyncio-side"
@@ -118,22 +116,22 @@ async def test_official_sdk_peer_and_trio_client_see_each_other(
         # and the other way round: the official peer sees us leave
         async with open_official_peer(url, livekit_token("watcher")) as watcher:
             async with lk.open_room(url, livekit_token("leaver")):
-                with trio.fail_after(SEE_TIMEOUT):
+                with anyio.fail_after(SEE_TIMEOUT):
                     if "leaver" not in watcher.connected["remote"]:
                         await watcher.wait_for("participant_connected", identity="leaver")
-            with trio.fail_after(SEE_TIMEOUT):
+            with anyio.fail_after(SEE_TIMEOUT):
                 gone = await watcher.wait_for("participant_disconnected", identity="leaver")
             assert gone["identity"] == "leaver"
     await wait_released()
 
 
 async def test_bad_token_raises_connect_error_quickly(livekit_server: ServerInfo) -> None:
-    start = trio.current_time()
+    start = anyio.current_time()
     with pytest.raises(lk.ConnectError) as info:
         async with lk.open_room(livekit_server.url, "not-a-token"):
             pytest.fail("connected with a bad token")
     assert "401" in info.value.reason or "unauthorized" in info.value.reason.lower()
-    assert trio.current_time() - start < 5
+    assert anyio.current_time() - start < 5
     await wait_released()
 
 
@@ -143,11 +141,11 @@ async def test_unreachable_server_raises_within_connect_timeout() -> None:
     from lkrtc_trio.testing import mint_token
 
     opts = lk.RoomOptions(connect_timeout=3.0)
-    start = trio.current_time()
+    start = anyio.current_time()
     with pytest.raises(lk.ConnectError) as info:
         async with lk.open_room(url, mint_token("x", "r"), options=opts):
             pytest.fail("connected to nothing")
-    assert trio.current_time() - start < 3.0 + 2.5
+    assert anyio.current_time() - start < 3.0 + 2.5
     assert info.value.reason
     await wait_released()
 
@@ -155,7 +153,7 @@ async def test_unreachable_server_raises_within_connect_timeout() -> None:
 async def test_malformed_url_raises_connect_error() -> None:
     from lkrtc_trio.testing import mint_token
 
-    with trio.fail_after(10), pytest.raises(lk.ConnectError):
+    with anyio.fail_after(10), pytest.raises(lk.ConnectError):
         async with lk.open_room("not a url", mint_token("x", "r")):
             pytest.fail("connected to a malformed URL")
     with pytest.raises(TypeError):
@@ -171,20 +169,20 @@ async def test_cancelling_connect_leaves_nothing_behind(
     url = livekit_server.url
     async with lk.open_room(url, livekit_token("observer")) as observer:
         entered = False
-        with trio.move_on_after(delay) as scope:
+        with anyio.move_on_after(delay) as scope:
             async with lk.open_room(url, livekit_token("cancelled")):
                 entered = True
-                await trio.sleep_forever()
+                await anyio.sleep_forever()
         assert scope.cancelled_caught
         # No task was left behind (the nursery of this test would wait for it),
         # no waiter stays pending, and the late result's handles are released.
-        with trio.fail_after(15):
+        with anyio.fail_after(15):
             while lk.pending_requests() or lk.live_native_handles() > _handles_of(observer):
-                await trio.sleep(0.01)
+                await anyio.sleep(0.01)
         # If the connect got through before the cancel, the room was left.
-        with trio.fail_after(SEE_TIMEOUT):
+        with anyio.fail_after(SEE_TIMEOUT):
             while "cancelled" in observer.remote_participants:
-                await trio.sleep(0.05)
+                await anyio.sleep(0.05)
         assert entered or lk.live_native_handles() == _handles_of(observer)
     await wait_released()
 
@@ -222,8 +220,8 @@ async def test_thousand_concurrent_requests_each_get_their_own_completion(
             assert not cb.error
             paired += 1
 
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as nursery:
                 for _ in range(1000):
                     nursery.start_soon(one)
         assert paired == 1000

@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 import pytest
-import trio
 
 import lkrtc_trio as lk
 from lkrtc_trio._proto import ffi_pb2
@@ -223,7 +222,7 @@ async def test_overflow_then_error_and_eos_ends_subscriptions() -> None:
         e.eos.SetInParent()
 
     push(rt, eos)
-    with trio.fail_after(1):
+    with anyio.fail_after(1):
         assert [e async for e in big] == []
     with pytest.raises(lk.RoomDisconnectedError):
         room.events()

@@ -2,22 +2,23 @@
 with random handler delays, outcomes and caller cancellations. Each caller must
 get exactly its own answer (or its own error), and nothing stays pending.
 
-The two rooms live in one trio run on a background thread for the whole module
-(connecting takes ~3 s until both sides see each other); hypothesis examples
-are sent to it with ``trio.from_thread.run``.
+The two rooms live on an event loop in a background thread for the whole
+module, once per backend (connecting takes ~3 s until both sides see each
+other); hypothesis examples are sent to it through an anyio blocking portal.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 import hypothesis.strategies as st
 import pytest
-import trio
+from anyio.from_thread import start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 
 import lkrtc_trio as lk
@@ -29,59 +30,45 @@ Code = lk.RpcError.ErrorCode
 
 
 class RoomPair:
-    """Two connected rooms on a trio loop of their own thread."""
+    """Two connected rooms on an event loop of their own thread (an anyio
+    blocking portal on the chosen backend)."""
 
-    def __init__(self, url: str, room: str) -> None:
+    def __init__(self, url: str, room: str, backend: str) -> None:
         self.url = url
         self.room = room
         self.rooms: dict[str, lk.Room] = {}
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._stop: trio.Event | None = None
-        self._thread = threading.Thread(target=self._thread_main, daemon=True)
+        self._stack = ExitStack()
+        self._portal_cm = start_blocking_portal(backend)
 
     def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(60) or self._error is not None:
-            raise RuntimeError(f"rooms did not start: {self._error!r}")
+        portal = self._stack.enter_context(self._portal_cm)
+        self.portal = portal
+        self._stack.enter_context(portal.wrap_async_context_manager(self._rooms()))
 
     def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return trio.from_thread.run(fn, *args, trio_token=self._token)
+        return self.portal.call(fn, *args)
 
     def close(self) -> None:
-        if self._token is not None and self._stop is not None:
-            self._token.run_sync_soon(self._stop.set)
-        self._thread.join(30)
-        assert not self._thread.is_alive()
+        self._stack.close()
 
-    def _thread_main(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as exc:  # reported by start()/close()
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
+    @asynccontextmanager
+    async def _rooms(self) -> AsyncIterator[None]:
         async with (
             lk.open_room(self.url, mint_token("a", self.room)) as a,
             lk.open_room(self.url, mint_token("b", self.room)) as b,
         ):
             self.rooms = {"a": a, "b": b}
-            with trio.fail_after(20):
+            with anyio.fail_after(20):
                 await a.wait_for_participant("b")
                 await b.wait_for_participant("a")
             for room in (a, b):
                 room.local_participant.register_rpc_method("work", work)
-            self._ready.set()
-            await self._stop.wait()
+            yield
 
 
 async def work(data: lk.RpcInvocationData) -> str:
     spec = json.loads(data.payload)
-    await trio.sleep(spec["delay"])
+    await anyio.sleep(spec["delay"])
     if spec["mode"] == "rpc_error":
         raise lk.RpcError(3000 + spec["id"] % 100, f"err-{spec['id']}", data.caller_identity)
     if spec["mode"] == "raise":
@@ -113,9 +100,9 @@ async def run_calls(pair: RoomPair, plan: list[Call]) -> list[str]:
         callee = "b" if call.caller == "a" else "a"
         payload = json.dumps({"id": i, "mode": call.mode, "delay": call.delay})
         lp = pair.rooms[call.caller].local_participant
-        with trio.CancelScope() as scope:
+        with anyio.CancelScope() as scope:
             if call.cancel_after is not None:
-                scope.deadline = trio.current_time() + call.cancel_after
+                scope.deadline = anyio.current_time() + call.cancel_after
             try:
                 got = await lp.perform_rpc(
                     destination_identity=callee, method="work", payload=payload, response_timeout=10
@@ -136,8 +123,8 @@ async def run_calls(pair: RoomPair, plan: list[Call]) -> list[str]:
         if scope.cancelled_caught:
             outcomes[i] = "cancelled"
 
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as nursery:
             for i, call in enumerate(plan):
                 nursery.start_soon(one, i, call)
     # cancelled callers left nothing pending; their late answers are dropped
@@ -145,9 +132,9 @@ async def run_calls(pair: RoomPair, plan: list[Call]) -> list[str]:
     return outcomes
 
 
-@pytest.fixture(scope="module")
-def room_pair(livekit_server: ServerInfo) -> Iterator[RoomPair]:
-    pair = RoomPair(livekit_server.url, "rpc-properties")
+@pytest.fixture(scope="module", params=["trio", "asyncio"])
+def room_pair(livekit_server: ServerInfo, request: pytest.FixtureRequest) -> Iterator[RoomPair]:
+    pair = RoomPair(livekit_server.url, f"rpc-properties-{request.param}", request.param)
     pair.start()
     try:
         yield pair

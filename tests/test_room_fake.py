@@ -1,0 +1,215 @@
+"""Room and source behaviour driven over the fake native backend: event orders
+and failures that a real server produces only by chance, made deterministic.
+
+The room is built from a synthetic ``connect`` result and registered as the
+sink of its handles; events are delivered through the bridge, the path native
+threads take. Every test runs on trio and on asyncio.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import lkrtc_trio as lk
+from lkrtc_trio import _audio
+from lkrtc_trio._participant import LocalTrackPublication
+from lkrtc_trio._proto import ffi_pb2
+from lkrtc_trio._room import Room, _one_exception
+from lkrtc_trio._runtime import Runtime
+
+from .fakes import FakeBackend, deliver, event_bytes
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
+
+ROOM, LOCAL, PUB = 1, 2, 3
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[Runtime, FakeBackend]]:
+    backend = FakeBackend()
+    yield Runtime(backend), backend
+
+
+def make_room(rt: Runtime) -> Room:
+    ev = ffi_pb2.FfiEvent()
+    res = ev.connect.result
+    res.room.handle.id = ROOM
+    res.room.info.name = "fake"
+    res.local_participant.handle.id = LOCAL
+    res.local_participant.info.identity = "me"
+    room = Room(rt, res, lk.RoomOptions())
+    for key in room._sink_keys:
+        rt.add_sink(key, room)
+    return room
+
+
+def room_event(fill: Any) -> bytes:
+    def build(ev: Any) -> None:
+        ev.room_event.room_handle = ROOM
+        fill(ev.room_event)
+
+    return event_bytes(build)
+
+
+def add_local_publication(rt: Runtime, room: Room, sid: str) -> LocalTrackPublication:
+    info = ffi_pb2.FfiEvent().publish_track.publication.info
+    info.sid = sid
+    pub = LocalTrackPublication(rt.own(PUB, "local_publication"), info)
+    room.local_participant._publications[sid] = pub
+    return pub
+
+
+@pytest.mark.parametrize("completion_first", [True, False])
+async def test_local_track_unpublished_is_reported_once_in_either_order(
+    fake: tuple[Runtime, FakeBackend], completion_first: bool
+) -> None:
+    rt, backend = fake
+    room = make_room(rt)
+    pub = add_local_publication(rt, room, "TR_a")
+    events = room.events()
+
+    def unpublished(re: Any) -> None:
+        re.local_track_unpublished.publication_sid = "TR_a"
+
+    async def unpublish() -> None:
+        await room.local_participant.unpublish_track("TR_a")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(unpublish)
+        await anyio.wait_all_tasks_blocked()
+        aid = backend.sent[-1][1]
+        done = event_bytes(lambda ev: setattr(ev.unpublish_track, "async_id", aid))
+        order = [done, room_event(unpublished)]
+        if not completion_first:
+            order.reverse()
+        for data in order:
+            deliver(rt, data)
+            await anyio.wait_all_tasks_blocked()
+    got = []
+    while True:
+        try:
+            got.append(events.receive_nowait())
+        except anyio.WouldBlock:
+            break
+    assert got == [lk.LocalTrackUnpublished(publication=pub, participant=room.local_participant)]
+    assert "TR_a" not in room.local_participant.track_publications
+    assert PUB in backend.dropped and backend.dropped.count(PUB) == 1
+    assert not room._unpublished_first  # nothing remembered for ever
+    room._release()
+
+
+async def test_cancelled_wait_for_participant_leaves_no_entry(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    rt, _ = fake
+    room = make_room(rt)
+    results: list[str] = []
+
+    async def wait(limit: float) -> None:
+        with anyio.move_on_after(limit):
+            results.append((await room.wait_for_participant("bob")).identity)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, 0.05)  # gives up
+        tg.start_soon(wait, 5)  # still waiting, on the same event
+        await anyio.sleep(0.2)  # the first gave up; the second still waits
+        assert set(room._arrivals) == {"bob"}
+
+        def joined(re: Any) -> None:
+            info = re.participant_connected.info
+            info.handle.id = 77
+            info.info.identity = "bob"
+
+        deliver(rt, room_event(joined))
+    assert results == ["bob"]
+    assert room._arrivals == {}
+    async def wait_carol() -> None:
+        with anyio.move_on_after(0.05):
+            await room.wait_for_participant("carol")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_carol)
+        await anyio.sleep(0.01)
+        assert set(room._arrivals) == {"carol"}
+    assert room._arrivals == {}  # the cancelled waiter took its entry with it
+    room._release()
+
+
+async def test_fast_paths_are_checkpoints(fake: tuple[Runtime, FakeBackend]) -> None:
+    """Calls that can return at once still checkpoint, like trio's own APIs: a
+    cancelled scope stops them."""
+    rt, _ = fake
+    room = make_room(rt)
+
+    def joined(re: Any) -> None:
+        info = re.participant_connected.info
+        info.handle.id = 77
+        info.info.identity = "bob"
+
+    deliver(rt, room_event(joined))
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await room.wait_for_participant("bob")  # present: returns at once...
+    assert scope.cancelled_caught  # ...but only after a checkpoint
+    sub = room.events()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await sub.aclose()
+    assert scope.cancelled_caught
+    room._release()
+
+
+async def test_a_panic_releases_a_cancelled_capture(
+    fake: tuple[Runtime, FakeBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A capture cancelled in flight, then a native panic: the next capture
+    raises NativePanicError instead of waiting for ever for a completion that
+    will never come."""
+    rt, _ = fake
+    monkeypatch.setattr(_audio, "get_runtime", lambda: rt)
+    source = lk.AudioSource(48000, 1)
+    frame = lk.AudioFrame.create(48000, 1, 480)
+    with anyio.move_on_after(0.05) as scope:
+        await source.capture_frame(frame)  # the fake never completes it
+    assert scope.cancelled_caught
+    deliver(rt, event_bytes(lambda ev: setattr(ev.panic, "message", "boom")))
+    with anyio.fail_after(2), pytest.raises(lk.NativePanicError):
+        await source.capture_frame(frame)
+    source.close()
+
+
+def test_one_exception_rules() -> None:
+    """What leaves open_room in place of its task group's exception group."""
+
+    async def check() -> None:
+        caught: list[BaseException] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await anyio.lowlevel.checkpoint()
+            except anyio.get_cancelled_exc_class() as exc:
+                caught.append(exc)
+                raise
+        err = ValueError("mine")
+        assert _one_exception(BaseExceptionGroup("", [err])) is err
+        # the caller's own group stays a group: not flattened
+        mine = ExceptionGroup("user", [KeyError(1)])
+        assert _one_exception(BaseExceptionGroup("", [mine])) is mine
+        # cancellations of the room's own tasks do not count
+        c = caught[0]
+        assert _one_exception(BaseExceptionGroup("", [c, err])) is err
+        assert _one_exception(BaseExceptionGroup("", [c])) is c
+        # two real errors: the group is raised
+        assert _one_exception(BaseExceptionGroup("", [err, KeyError(2)])) is None
+        # KeyboardInterrupt wins
+        ki = KeyboardInterrupt()
+        assert _one_exception(BaseExceptionGroup("", [err, ki])) is ki
+
+    for backend in ("trio", "asyncio"):
+        anyio.run(check, backend=backend)
