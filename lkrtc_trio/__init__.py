@@ -3,8 +3,8 @@
     async with lkrtc_trio.open_room(url, token) as room:
         ...
 
-The public API is re-exported here from private modules; see docs/ and
-the contract in API.md.
+The public API is re-exported here from private modules; the guides and the
+reference are in the repository's docs/ folder.
 """
 
 from ._audio import AudioFrame as AudioFrame

@@ -35,6 +35,12 @@ MAX_DETACHED_BACKLOG = 10_000
 #: Debug/trace-only log batches queued without waking the loop before one
 #: wake-up is forced anyway (they ride along with the next drain).
 MAX_QUIET_BACKLOG = 256
+#: Events waiting for an attached loop that has fallen this far behind: from
+#: here on, incoming media frames and debug/trace log batches are dropped (and
+#: counted, and reported as a warning by the next drain). Completions, room
+#: events, stream ends and everything else are always kept: losing one would
+#: hang a caller or corrupt room state.
+MAX_ATTACHED_BACKLOG = 20_000
 
 _LOGS_PREFIX = b"\x92\x01"  # FfiEvent field 18 (logs), length-delimited
 _LOG_DEBUG = 3  # LogLevel.LOG_DEBUG; LOG_TRACE = 4
@@ -73,6 +79,36 @@ def is_quiet_log(data: bytes) -> bool:
                 return False
             i += size
         return i == end
+    except IndexError:
+        return False
+
+
+def _frame_tags() -> tuple[frozenset[int], int]:
+    from ._proto import ffi_pb2, video_frame_pb2
+
+    fields = ffi_pb2.FfiEvent.DESCRIPTOR.fields_by_name
+    outer = frozenset(
+        (fields[name].number << 3) | 2 for name in ("video_stream_event", "audio_stream_event")
+    )
+    inner = video_frame_pb2.VideoStreamEvent.DESCRIPTOR.fields_by_name["frame_received"].number
+    return outer, (inner << 3) | 2
+
+
+_STREAM_TAGS, _FRAME_RECEIVED_TAG = _frame_tags()
+
+
+def is_media_frame(data: bytes) -> bool:
+    """True for an audio or video stream's ``frame_received`` event (not its
+    ``eos``): the only events that may be dropped when the loop falls behind.
+    A scan of a few header bytes, no protobuf parsing."""
+    if not data or data[0] not in _STREAM_TAGS:
+        return False
+    try:
+        i, _ = _varint(data, 1)  # the stream event's length
+        if data[i] != 0x08:  # stream_handle, field 1, varint
+            return False
+        i, _ = _varint(data, i + 1)
+        return data[i] == _FRAME_RECEIVED_TAG
     except IndexError:
         return False
 
@@ -131,6 +167,13 @@ class Bridge:
         #: that closed before running it) is recognised and ignored
         self._generation = 0
         self._dropped = 0
+        #: media frames / debug log batches dropped because the attached loop
+        #: fell MAX_ATTACHED_BACKLOG events behind (since the last drain)
+        self._overflow_frames = 0
+        self._overflow_logs = 0
+        #: the same, over the life of the bridge
+        self.dropped_frames = 0
+        self.dropped_logs = 0
         #: Event class of the attached loop (``trio.Event``: 0.25 us to create,
         #: against 1.2 us for ``anyio.Event``); used for request waiters.
         self.new_event: Callable[[], Any] = anyio.Event
@@ -141,10 +184,20 @@ class Bridge:
         quiet = is_quiet_log(data)
         with self._lock:
             if quiet:
+                if len(self._quiet) >= MAX_ATTACHED_BACKLOG and self._schedule is not None:
+                    self._overflow_logs += 1  # the loop is stuck: reported by the drain
+                    return
                 self._quiet.append(data)
                 if self._scheduled or len(self._quiet) < MAX_QUIET_BACKLOG:
                     return
             else:
+                if (
+                    len(self._pending) >= MAX_ATTACHED_BACKLOG
+                    and self._schedule is not None
+                    and is_media_frame(data)
+                ):
+                    self._overflow_frames += 1  # reported by the drain
+                    return
                 self._pending.append(data)
                 if self._scheduled:
                     return
@@ -213,6 +266,18 @@ class Bridge:
             batch, self._pending = self._pending, []
             quiet, self._quiet = self._quiet, []
             self._scheduled = False
+            frames, logs = self._overflow_frames, self._overflow_logs
+            self._overflow_frames = self._overflow_logs = 0
+        if frames or logs:
+            self.dropped_frames += frames
+            self.dropped_logs += logs
+            log.warning(
+                "the event loop fell %d native events behind: dropped %d media frames "
+                "and %d debug log batches (completions and room events are never dropped)",
+                MAX_ATTACHED_BACKLOG,
+                frames,
+                logs,
+            )
         # The events someone waits for first; debug logs ride along after.
         for deliver, events in ((self._deliver, batch), (self._deliver_quiet, quiet)):
             for data in events:

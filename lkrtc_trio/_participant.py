@@ -254,12 +254,17 @@ class LocalParticipant(Participant):
     it). Cancelling a call returns at once and leaves nothing pending.
     """
 
-    __slots__ = ("_room", "_rpc_handlers")
+    __slots__ = ("_room", "_rpc_handlers", "_updates_seen")
 
     def __init__(self, handle: OwnedHandle, info: Any, room: Room) -> None:
         super().__init__(handle, info)
         self._room = room
         self._rpc_handlers: dict[str, RpcHandler] = {}
+        #: server events seen that changed our metadata / name / attributes
+        self._updates_seen = {"metadata": 0, "name": 0, "attributes": 0}
+
+    def _server_updated(self, kind: str) -> None:
+        self._updates_seen[kind] += 1
 
     # -- data ----------------------------------------------------------------------
     async def publish_data(
@@ -273,10 +278,10 @@ class LocalParticipant(Participant):
         """Sends a data packet to every participant, or only to
         ``destination_identities``.
 
-        The payload is handed to the native core without copying (a ``str`` is
-        encoded to UTF-8 once); do not mutate a ``bytearray`` or
-        ``memoryview`` until the call returns. Reliable packets arrive
-        complete and in order.
+        The payload is handed to the native core without a Python-side copy
+        (a ``str`` is encoded to UTF-8 once). Reliable packets are delivered
+        in order; packets sent during a connection loss long enough to force
+        a full reconnect can be lost without an error (a known limit).
 
         Raises:
             PublishDataError: the packet would exceed ``MAX_DATA_BYTES`` (see
@@ -285,8 +290,13 @@ class LocalParticipant(Participant):
             TypeError: a payload, topic or identity of the wrong type.
             RoomClosedError: the room is closed.
 
-        Cancellation: returns at once; the packet may still be sent. The
-        payload buffer stays referenced until the native core is done with it.
+        Cancellation: returns at once; the packet is still sent, with the
+        bytes the buffer held when the call was made (the native core copies
+        them while the request is made, before the call can be cancelled, so
+        writing to the buffer afterwards never reaches the wire). The buffer
+        stays lent until the native core completes the send: until then a
+        ``bytearray`` cannot be resized nor a ``memoryview`` released
+        (``BufferError``).
         """
         data = payload.encode() if isinstance(payload, str) else payload
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -572,25 +582,34 @@ class LocalParticipant(Participant):
         return req
 
     async def _update(self, req: Any, field: str, applied: Callable[[], bool]) -> None:
-        """Sends an update and waits for the server's answer.
+        """Sends an update and waits for the server's answer. The rule:
 
-        The native core sometimes loses the server's answer and reports
-        "request timeout" after 5 s (about 1.5 % of updates here) although the
-        server applied the update: its participant event has updated our state
-        by then. So on a timeout the update counts as done if our state shows
-        it; otherwise it is sent once more (updates are idempotent).
+        * no error: done;
+        * an error naming a timeout (the native core waited for the server's
+          answer and did not get it; about 1.5 % of updates here, although
+          the server applied them): done only if a participant event *after*
+          this request changed our state to the requested value; otherwise
+          the (idempotent) update is sent once more, and a second timeout
+          raises;
+        * any other error (a refusal): raised at once, never retried.
+
+        A value that was already in place does not count as applied: the
+        server sends no event for it, so such an update succeeds only by the
+        server's own answer.
         """
+        kind = field.removeprefix("set_local_")
         for attempt in range(2):
+            seen = self._updates_seen[kind]
             cb = await self._room._rt.request_async(req, field)
             if not cb.error:
                 return
-            if "timeout" not in cb.error:
+            if "timeout" not in cb.error.lower():
                 break
-            if applied():
+            if self._updates_seen[kind] > seen and applied():
                 log.debug("%s: answer lost, but the server applied it", field)
                 return
             log.info("%s timed out; sending it again (attempt %d)", field, attempt + 2)
-        raise ParticipantUpdateError(f"{field.removeprefix('set_local_')}: {cb.error}")
+        raise ParticipantUpdateError(f"{kind}: {cb.error}")
 
     # -- RPC ------------------------------------------------------------------------------
     async def perform_rpc(

@@ -76,8 +76,10 @@ class RoomOptions:
             None for the native default. ``ConnectError`` when it runs out.
         join_retries: how often the native core retries the initial join.
         single_peer_connection: use one peer connection for both directions.
-        disconnect_timeout: seconds that leaving the ``open_room`` block waits
-            for the native disconnect before it releases everything anyway.
+        disconnect_timeout: seconds that closing the room (leaving the
+            ``open_room`` block, or ``disconnect()``) may take in all: running
+            RPC handlers get at most half of it (and 1 s) to answer, the native
+            disconnect the rest; then everything is released anyway.
         events_max_buffer: default buffer size of ``room.events()``.
         rpc_max_concurrency: RPC handlers that run at once; as many more
             invocations wait in a queue. An invocation beyond both is answered
@@ -499,16 +501,21 @@ class Room:
             )
 
     async def _shutdown(self) -> None:
-        """Disconnects (bounded), cancels the room's tasks, releases everything."""
+        """Stops the room's tasks, disconnects and releases everything, all
+        within one deadline of ``disconnect_timeout``: running RPC handlers get
+        at most half of it (and 1 s) to answer their callers, the disconnect
+        the rest."""
         if self._closed:
             return
         self._closed = True
-        await self._stop_services()
+        budget = self._options.disconnect_timeout
+        deadline = anyio.current_time() + budget
+        await self._stop_services(min(1.0, budget / 2))
         if not self._ended.is_set() and self._handle.id:
             req = ffi_pb2.FfiRequest()
             req.disconnect.room_handle = self._handle.id
             req.disconnect.reason = CLIENT_INITIATED
-            with anyio.move_on_after(self._options.disconnect_timeout):
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                 try:
                     await self._rt.request_async(req, "disconnect")
                     await self._eos.wait()
@@ -567,11 +574,11 @@ class Room:
             return RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED)
         return None
 
-    async def _stop_services(self) -> None:
-        """Cancels running RPC handlers and gives them a moment to answer their
-        callers (RECIPIENT_DISCONNECTED), bounded so a handler that ignores
-        cancellation cannot delay the disconnect. Invocations still queued are
-        answered RECIPIENT_DISCONNECTED at once."""
+    async def _stop_services(self, limit: float) -> None:
+        """Cancels running RPC handlers and gives them up to ``limit`` seconds
+        to answer their callers (RECIPIENT_DISCONNECTED), so a handler that
+        ignores cancellation cannot delay the disconnect. Invocations still
+        queued are answered RECIPIENT_DISCONNECTED at once."""
         tg, self._tg = self._tg, None
         if tg is None:
             return
@@ -593,11 +600,12 @@ class Room:
                 )
         if self._active_rpcs:
             self._rpcs_idle = anyio.Event()
-            with anyio.move_on_after(min(1.0, self._options.disconnect_timeout)):
+            with anyio.move_on_after(limit):
                 await self._rpcs_idle.wait()
-            # The native core sends their answers asynchronously: let them leave
-            # before the disconnect closes the engine (bounded, 0.25 s).
-            await anyio.sleep(min(0.25, self._options.disconnect_timeout))
+                # Their answers leave asynchronously (the native core has no
+                # completion for an RPC response): a short grace before the
+                # disconnect closes the data channel, within the same limit.
+                await anyio.sleep(min(0.25, limit))
 
     def _rpc_started(self) -> None:
         self._active_rpcs += 1
@@ -742,6 +750,8 @@ class Room:
             return None
         old = p.metadata
         p._info.metadata = m.metadata
+        if p is self._local:
+            self._local._server_updated("metadata")
         return ev.ParticipantMetadataChanged(participant=p, old_metadata=old, metadata=p.metadata)
 
     def _on_participant_name(self, m: Any) -> ev.RoomEvent | None:
@@ -750,6 +760,8 @@ class Room:
             return None
         old = p.name
         p._info.name = m.name
+        if p is self._local:
+            self._local._server_updated("name")
         return ev.ParticipantNameChanged(participant=p, old_name=old, name=p.name)
 
     def _on_participant_attributes(self, m: Any) -> ev.RoomEvent | None:
@@ -760,6 +772,8 @@ class Room:
         for entry in m.attributes:
             p._info.attributes[entry.key] = entry.value
         changed = {entry.key: entry.value for entry in m.changed_attributes}
+        if p is self._local:
+            self._local._server_updated("attributes")
         return ev.ParticipantAttributesChanged(participant=p, changed_attributes=changed)
 
     def _on_active_speakers(self, m: Any) -> ev.RoomEvent | None:

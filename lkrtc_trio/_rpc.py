@@ -1,4 +1,5 @@
-"""RPC types and limits (see FACTS.md, from livekit/rust-sdks ``room/rpc``)."""
+"""RPC types and limits (the values of the native core's RPC implementation,
+livekit/rust-sdks ``room/rpc``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+
+import pytest
 
 from lkrtc_trio._bridge import MAX_QUIET_BACKLOG, Bridge, is_quiet_log
 from lkrtc_trio._proto import ffi_pb2
@@ -105,3 +108,50 @@ def test_a_drain_stranded_on_a_closed_loop_does_not_block_the_next_loop() -> Non
         assert anyio.run(request, backend=backend) == "answered"
     assert rt.dispatcher.stray_count == 1  # the stranded event was delivered too
     assert rt.dispatcher.pending() == 0
+
+
+def test_a_stalled_loop_loses_only_media_frames_and_debug_logs_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from lkrtc_trio._bridge import MAX_ATTACHED_BACKLOG, is_media_frame
+
+    def frame(handle: int) -> bytes:
+        ev = ffi_pb2.FfiEvent()
+        ev.video_stream_event.stream_handle = handle
+        ev.video_stream_event.frame_received.buffer.handle.id = 5
+        return ev.SerializePartialToString()
+
+    def eos(handle: int) -> bytes:
+        ev = ffi_pb2.FfiEvent()
+        ev.audio_stream_event.stream_handle = handle
+        ev.audio_stream_event.eos.SetInParent()
+        return ev.SerializePartialToString()
+
+    def done(aid: int) -> bytes:
+        ev = ffi_pb2.FfiEvent()
+        ev.publish_data.async_id = aid
+        return ev.SerializeToString()
+
+    assert is_media_frame(frame(300)) and not is_media_frame(eos(300))
+    assert not is_media_frame(done(7)) and not is_media_frame(log_batch(3))
+
+    delivered: list[bytes] = []
+    scheduled: list[Callable[[], None]] = []
+    bridge = Bridge(delivered.append, busy=lambda: False)
+    bridge._schedule = scheduled.append  # an attached loop that is stuck
+    for i in range(MAX_ATTACHED_BACKLOG):
+        bridge.push(done(i + 1))
+    # over the limit: frames and debug logs go, the rest stays
+    extra = [frame(300), eos(300), done(10**6), frame(301), log_batch(ffi_pb2.LogLevel.LOG_WARN)]
+    for data in extra:
+        bridge.push(data)
+    for _ in range(MAX_ATTACHED_BACKLOG + 10):
+        bridge.push(log_batch(ffi_pb2.LogLevel.LOG_DEBUG))
+    with caplog.at_level(logging.WARNING, logger="lkrtc_trio.bridge"):
+        scheduled.pop()()
+    kept = [d for d in delivered if d in extra]
+    assert kept == [eos(300), done(10**6), log_batch(ffi_pb2.LogLevel.LOG_WARN)]
+    assert len([d for d in delivered if d.startswith(b"\x92")]) == MAX_ATTACHED_BACKLOG + 1
+    assert (bridge.dropped_frames, bridge.dropped_logs) == (2, 10)
+    assert "dropped 2 media frames and 10 debug log batches" in caplog.text
+    assert delivered[:MAX_ATTACHED_BACKLOG] == [done(i + 1) for i in range(MAX_ATTACHED_BACKLOG)]

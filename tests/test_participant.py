@@ -7,6 +7,7 @@ each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -285,6 +286,51 @@ async def test_running_handlers_are_cancelled_when_the_room_closes(
         assert outcome[0].code == Code.RECIPIENT_DISCONNECTED  # type: ignore[attr-defined]
 
 
+async def test_disconnect_is_bounded_even_by_a_handler_that_ignores_cancellation(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """``disconnect()`` takes at most ``disconnect_timeout`` in all, however a
+    handler behaves; the server sees the participant leave at once. (Leaving the
+    ``open_room`` block still waits for the stubborn task itself: no task
+    outlives its nursery.)"""
+    url = livekit_server.url
+    budget = 1.0
+    async with lk.open_room(url, livekit_token("watcher")) as watcher:
+        with watcher.events() as events:
+            async with lk.open_room(
+                url, livekit_token("stubborn"), options=lk.RoomOptions(disconnect_timeout=budget)
+            ) as server:
+                with anyio.fail_after(SEE):
+                    await watcher.wait_for_participant("stubborn")
+                    await server.wait_for_participant("watcher")
+                started = anyio.Event()
+
+                @server.local_participant.register_rpc_method("stubborn")
+                async def stubborn(data: lk.RpcInvocationData) -> str:
+                    started.set()
+                    with anyio.CancelScope(shield=True):
+                        await anyio.sleep(3)  # ignores the room closing
+                    return "late"
+
+                async def call() -> None:
+                    with contextlib.suppress(lk.RpcError):
+                        await watcher.local_participant.perform_rpc(
+                            destination_identity="stubborn", method="stubborn", payload=""
+                        )
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    with anyio.fail_after(10):
+                        await started.wait()
+                    start = anyio.current_time()
+                    await server.disconnect()
+                    took = anyio.current_time() - start
+                    assert took <= budget + 0.1, f"disconnect took {took:.2f} s"
+                    gone = await next_of(events, lk.ParticipantDisconnected, limit=5)
+                    assert gone.participant.identity == "stubborn"  # type: ignore[attr-defined]
+                    assert anyio.current_time() - start <= budget + 2
+
+
 async def test_data_in_order_topics_and_destinations(
     livekit_server: ServerInfo, livekit_token: TokenFactory
 ) -> None:
@@ -336,6 +382,37 @@ async def test_data_in_order_topics_and_destinations(
         event = await next_of(s1, lk.DataReceived)
         assert isinstance(event, lk.DataReceived)
         assert (event.topic, event.payload) == ("max", biggest)
+
+
+async def test_a_buffer_written_after_a_cancelled_publish_never_reaches_the_wire(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """The zero-copy rule under cancellation: a publish_data cancelled right
+    after it was sent returns at once; the caller then overwrites its buffer;
+    the receiver still gets exactly what was sent (the native core takes its
+    copy while the request is made, before the call can be cancelled)."""
+    async with rooms(livekit_server, livekit_token, "writer", "reader") as (src, dst):
+        sub = dst.events(max_buffer=500)
+        lp = src.local_participant
+        buf = bytearray(2048)
+        for i in range(100):
+            buf[:] = bytes([i % 251]) * len(buf)
+            view = memoryview(buf)[16:]
+            with anyio.CancelScope() as scope:
+                scope.cancel()  # lands at the call's first checkpoint: after sending
+                await lp.publish_data(view, topic="reuse")
+            assert scope.cancelled_caught
+            buf[:] = b"\xee" * len(buf)  # the caller reuses its buffer at once
+        await lp.publish_data(b"end", topic="end")
+        got: list[bytes] = []
+        with anyio.fail_after(20):
+            async for e in sub:
+                if isinstance(e, lk.DataReceived):
+                    if e.topic == "end":
+                        break
+                    got.append(e.payload)
+        assert got == [bytes([i % 251]) * (len(buf) - 16) for i in range(100)]
+        assert lk.pending_requests() == 0
 
 
 async def test_dtmf_and_transcription(

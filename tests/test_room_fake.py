@@ -213,3 +213,63 @@ def test_one_exception_rules() -> None:
 
     for backend in ("trio", "asyncio"):
         anyio.run(check, backend=backend)
+
+
+async def test_a_lost_update_answer_counts_only_with_a_server_event(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """The retry rule of set_metadata/set_name/set_attributes: after a timeout
+    the update counts as applied only if a server event *after* the request
+    shows it; a value that was already in place proves nothing."""
+    rt, backend = fake
+    room = make_room(rt)
+    lp = room.local_participant
+    lp._info.metadata = "same"
+
+    def timed_out(aid: int) -> bytes:
+        def fill(ev: Any) -> None:
+            ev.set_local_metadata.async_id = aid
+            ev.set_local_metadata.error = "signal failure: timeout"
+
+        return event_bytes(fill)
+
+    async def answer_timeouts(count: int, then_event: bool = False) -> None:
+        for _ in range(count):
+            await anyio.wait_all_tasks_blocked()
+            aid = backend.sent[-1][1]
+            if then_event:
+
+                def changed(re: Any) -> None:
+                    re.participant_metadata_changed.participant_identity = "me"
+                    re.participant_metadata_changed.metadata = "new"
+
+                deliver(rt, room_event(changed))
+            deliver(rt, timed_out(aid))
+
+    # already "same", two lost answers, no event: not silently "applied"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer_timeouts, 2)
+        with pytest.raises(lk.ParticipantUpdateError, match="timeout"):
+            await lp.set_metadata("same")
+    assert [w for w, _ in backend.sent].count("set_local_metadata") == 2
+    # a lost answer, but the server's event shows the new value: done, once
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer_timeouts, 1, True)
+        await lp.set_metadata("new")
+    assert [w for w, _ in backend.sent].count("set_local_metadata") == 3
+    assert lp.metadata == "new"
+    # a refusal is never retried
+    refused = ffi_pb2.FfiEvent()
+
+    async def refuse() -> None:
+        await anyio.wait_all_tasks_blocked()
+        refused.set_local_metadata.async_id = backend.sent[-1][1]
+        refused.set_local_metadata.error = "request failed: NOT_ALLOWED"
+        deliver(rt, refused.SerializeToString())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refuse)
+        with pytest.raises(lk.ParticipantUpdateError, match="NOT_ALLOWED"):
+            await lp.set_metadata("other")
+    assert [w for w, _ in backend.sent].count("set_local_metadata") == 4
+    room._release()
