@@ -51,8 +51,12 @@ test: setup lint typecheck
 test-matrix: sysdeps server
 	@tested=""; missing=""; \
 	for v in $(MATRIX_PYTHONS); do \
-	  py=$$(command -v python$$v 2>/dev/null || ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
-	  if [ -z "$$py" ] || ! "$$py" -c 'import sys' 2>/dev/null; then \
+	  py=""; \
+	  for cand in $$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V -r) \
+	              $$(command -v python$$v 2>/dev/null); do \
+	    if "$$cand" -c 'import sys' >/dev/null 2>&1; then py=$$cand; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then \
 	    echo "test-matrix: python$$v not found"; missing="$$missing $$v"; continue; \
 	  fi; \
 	  venv=.venv-$$v; \

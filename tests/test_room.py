@@ -7,6 +7,8 @@ bounded by ``fail_after``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -15,19 +17,13 @@ from lkrtc_trio._runtime import get_runtime
 from lkrtc_trio.testing import ServerInfo, free_port, test_host
 from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
+from .helpers import server_participants, wait_released, wait_server
 from .peers._official import open_official_peer
 
 pytestmark = pytest.mark.integration
 
 CLIENT_INITIATED = 1
 SEE_TIMEOUT = 20  # the server batches participant updates (about 3 s)
-
-
-async def wait_released(limit: float = 10) -> None:
-    """Waits until no request is pending and no native handle is owned."""
-    with anyio.fail_after(limit):
-        while lk.pending_requests() or lk.live_native_handles():
-            await anyio.sleep(0.01)
 
 
 @pytest.mark.matrix
@@ -164,7 +160,7 @@ async def test_malformed_url_raises_connect_error() -> None:
 
 @pytest.mark.parametrize("delay", [0.0, 0.001, 0.005, 0.02, 0.05, 0.1, 0.3])
 async def test_cancelling_connect_leaves_nothing_behind(
-    livekit_server: ServerInfo, livekit_token: TokenFactory, delay: float
+    livekit_server: ServerInfo, livekit_token: TokenFactory, livekit_room_name: str, delay: float
 ) -> None:
     url = livekit_server.url
     async with lk.open_room(url, livekit_token("observer")) as observer:
@@ -179,16 +175,53 @@ async def test_cancelling_connect_leaves_nothing_behind(
         with anyio.fail_after(15):
             while lk.pending_requests() or lk.live_native_handles() > _handles_of(observer):
                 await anyio.sleep(0.01)
-        # If the connect got through before the cancel, the room was left.
-        with anyio.fail_after(SEE_TIMEOUT):
-            while "cancelled" in observer.remote_participants:
-                await anyio.sleep(0.05)
+        # The connect has completed one way or the other by now: if it got
+        # through, the participant was made to leave. The server's own view
+        # says so (the observer's view lags).
+        await wait_server(livekit_server, livekit_room_name, lambda v: "cancelled" not in v)
+        assert "observer" in await server_participants(livekit_server, livekit_room_name)
         assert entered or lk.live_native_handles() == _handles_of(observer)
     await wait_released()
 
 
 def _handles_of(room: lk.Room) -> int:
     return 2 + sum(1 + len(p.track_publications) for p in room.remote_participants.values())
+
+
+async def test_a_cancel_while_the_room_starts_still_leaves_the_server(
+    livekit_server: ServerInfo,
+    livekit_token: TokenFactory,
+    livekit_room_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancellation that lands after the connect, while the room's service
+    task starts, must still disconnect (not only drop the handles)."""
+    from lkrtc_trio._room import Room
+
+    starting = anyio.Event()
+    original = Room._run_services
+
+    async def slow_start(self: Room, *, task_status: Any) -> None:
+        starting.set()
+        await anyio.sleep(5)  # the cancel lands here
+        await original(self, task_status=task_status)
+
+    monkeypatch.setattr(Room, "_run_services", slow_start)
+    url = livekit_server.url
+
+    async def open_and_wait() -> None:
+        async with lk.open_room(url, livekit_token("starting")):
+            pytest.fail("the room opened although its start was cancelled")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(open_and_wait)
+        with anyio.fail_after(15):
+            await starting.wait()
+        # connected: the server has it
+        assert "starting" in await server_participants(livekit_server, livekit_room_name)
+        tg.cancel_scope.cancel()
+    await wait_server(livekit_server, livekit_room_name, lambda v: "starting" not in v, limit=5)
+    await wait_released()
 
 
 async def test_thousand_concurrent_requests_each_get_their_own_completion(

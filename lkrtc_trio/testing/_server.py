@@ -700,6 +700,7 @@ def mint_token(
     can_update_own_metadata: bool = True,
     hidden: bool = False,
     kind: str | None = None,
+    room_admin: bool = False,
 ) -> str:
     """Return an HS256 access token that lets ``identity`` join ``room``.
 
@@ -722,6 +723,8 @@ def mint_token(
         can_update_own_metadata: Grant ``canUpdateOwnMetadata``.
         hidden: Grant ``hidden``.
         kind: Participant kind, e.g. ``"standard"`` or ``"agent"``.
+        room_admin: Grant ``roomAdmin`` for ``room`` (the server API's room
+            calls, such as listing or removing participants).
 
     Returns:
         The compact JWT.
@@ -739,20 +742,23 @@ def mint_token(
     if not ttl > 0:
         raise ValueError("ttl must be positive")
     now = int(time.time())
+    video: dict[str, object] = {
+        "roomJoin": True,
+        "room": room,
+        "canPublish": can_publish,
+        "canSubscribe": can_subscribe,
+        "canPublishData": can_publish_data,
+        "canUpdateOwnMetadata": can_update_own_metadata,
+        "hidden": hidden,
+    }
+    if room_admin:
+        video["roomAdmin"] = True
     claims: dict[str, object] = {
         "iss": api_key,
         "sub": identity,
         "nbf": now - 10,
         "exp": now + int(ttl),
-        "video": {
-            "roomJoin": True,
-            "room": room,
-            "canPublish": can_publish,
-            "canSubscribe": can_subscribe,
-            "canPublishData": can_publish_data,
-            "canUpdateOwnMetadata": can_update_own_metadata,
-            "hidden": hidden,
-        },
+        "video": video,
     }
     if name is not None:
         claims["name"] = name

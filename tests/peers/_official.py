@@ -183,7 +183,8 @@ class OfficialPeer:
             ev = None
         if not isinstance(ev, dict):
             log.warning("unparsable line from official peer: %r", line)
-            return {"event": "_unparsable", "line": line.decode("utf-8", "replace")}
+            ev = {"event": "_unparsable", "line": line.decode("utf-8", "replace")}
+        ev["_received_at"] = anyio.current_time()  # when this side read it
         return ev
 
     # -- commands --------------------------------------------------------------------------

@@ -61,7 +61,17 @@ def test_missing_command_and_usage() -> None:
     assert _run(no_netns=True).returncode == 2
 
 
-def test_in_test_netns_false_outside() -> None:
-    env_host = os.environ.get("LKRTC_TEST_HOST")
-    if env_host != netns.NETNS_HOST:
-        assert not lt.in_test_netns()
+def test_in_test_netns_tells_inside_from_outside() -> None:
+    # this process: inside under `make test`, outside under a plain pytest
+    inside = os.environ.get("LKRTC_TEST_HOST") == netns.NETNS_HOST
+    assert lt.in_test_netns() is inside
+    # a child without the namespace's variable is outside, wherever it runs
+    env = {k: v for k, v in os.environ.items() if k != "LKRTC_TEST_HOST"}
+    code = "import lkrtc_trio.testing as lt; print(lt.in_test_netns())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+    # the variable alone is not enough: the address must be ours
+    if not inside:
+        env["LKRTC_TEST_HOST"] = netns.NETNS_HOST
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == "False", out.stderr
