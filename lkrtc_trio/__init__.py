@@ -14,6 +14,7 @@ from ._errors import ConnectError as ConnectError
 from ._errors import EventOverflowError as EventOverflowError
 from ._errors import ForkError as ForkError
 from ._errors import LiveKitError as LiveKitError
+from ._errors import LoopConflictError as LoopConflictError
 from ._errors import NativeError as NativeError
 from ._errors import NativeLoadError as NativeLoadError
 from ._errors import NativePanicError as NativePanicError
@@ -22,6 +23,7 @@ from ._errors import PublishDataError as PublishDataError
 from ._errors import PublishDTMFError as PublishDTMFError
 from ._errors import PublishTrackError as PublishTrackError
 from ._errors import PublishTranscriptionError as PublishTranscriptionError
+from ._errors import ResourceClosedError as ResourceClosedError
 from ._errors import RoomClosedError as RoomClosedError
 from ._errors import RoomDisconnectedError as RoomDisconnectedError
 from ._errors import UnpublishTrackError as UnpublishTrackError
@@ -82,7 +84,6 @@ from ._participant import TranscriptionSegment as TranscriptionSegment
 from ._room import EventSubscription as EventSubscription
 from ._room import Room as Room
 from ._room import RoomOptions as RoomOptions
-from ._room import RtcStats as RtcStats
 from ._room import open_room as open_room
 from ._rpc import RpcError as RpcError
 from ._rpc import RpcInvocationData as RpcInvocationData
@@ -102,6 +103,19 @@ from ._track import TrackKind as TrackKind
 from ._track import TrackPublishOptions as TrackPublishOptions
 from ._track import TrackSource as TrackSource
 from ._track import VideoCodec as VideoCodec
+from ._types import ChatMessage as ChatMessage
+from ._types import ConnectionQuality as ConnectionQuality
+from ._types import ConnectionState as ConnectionState
+from ._types import DataPacketKind as DataPacketKind
+from ._types import DisconnectReason as DisconnectReason
+from ._types import EncryptionState as EncryptionState
+from ._types import ParticipantKind as ParticipantKind
+from ._types import ParticipantKindDetail as ParticipantKindDetail
+from ._types import ParticipantPermission as ParticipantPermission
+from ._types import ParticipantState as ParticipantState
+from ._types import RoomInfo as RoomInfo
+from ._types import RtcStat as RtcStat
+from ._types import RtcStats as RtcStats
 from ._video import VideoBufferType as VideoBufferType
 from ._video import VideoFrame as VideoFrame
 from ._video import VideoRotation as VideoRotation

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from ._errors import LiveKitError, NativeError, RoomClosedError
+from ._errors import LiveKitError, NativeError, ResourceClosedError
 from ._proto import audio_frame_pb2, ffi_pb2
 from ._runtime import get_runtime
 
@@ -169,7 +169,7 @@ class AudioSource:
 
         Raises:
             ValueError: the frame's rate or channel count differs from the source's.
-            RoomClosedError: the source is closed.
+            ResourceClosedError: the source is closed.
             NativeError: the native core refused the frame.
 
         Cancellation: returns at once; the frame may still be played.
@@ -180,13 +180,13 @@ class AudioSource:
                 f"{self.sample_rate} Hz x {self.num_channels} ch"
             )
         if self._handle.closed:
-            raise RoomClosedError("the audio source is closed")
+            raise ResourceClosedError("the audio source is closed")
         if not frame.samples_per_channel:
             return
         while self._in_flight is not None:
             await self._in_flight.wait()
         if self._handle.closed:
-            raise RoomClosedError("the audio source is closed")
+            raise ResourceClosedError("the audio source is closed")
         rt = self._rt
         req = ffi_pb2.FfiRequest()
         msg = req.capture_audio_frame
@@ -330,7 +330,7 @@ class AudioResampler:
 
     def _check_open(self) -> int:
         if self._handle.closed:
-            raise RoomClosedError("the resampler is closed")
+            raise ResourceClosedError("the resampler is closed")
         return self._handle.id
 
     def _output(self, resp: Any) -> list[AudioFrame]:

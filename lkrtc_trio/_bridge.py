@@ -24,6 +24,8 @@ from typing import Any
 import anyio
 import sniffio
 
+from ._errors import LoopConflictError
+
 __all__ = ["Bridge", "LoopConflictError", "current_loop"]
 
 log = logging.getLogger("lkrtc_trio.bridge")
@@ -111,10 +113,6 @@ def is_media_frame(data: bytes) -> bool:
         return data[i] == _FRAME_RECEIVED_TAG
     except IndexError:
         return False
-
-
-class LoopConflictError(RuntimeError):
-    """lkrtc_trio is in use by another running event loop in this process."""
 
 
 def current_loop() -> tuple[Hashable, Schedule, Callable[[], Any]]:

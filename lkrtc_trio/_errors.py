@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import final
+from typing import TypeVar, final
+
+T = TypeVar("T")
 
 __all__ = [
     "ConnectError",
     "EventOverflowError",
     "ForkError",
     "LiveKitError",
+    "LoopConflictError",
     "NativeError",
     "NativeLoadError",
     "NativePanicError",
@@ -17,6 +20,7 @@ __all__ = [
     "PublishDataError",
     "PublishTrackError",
     "PublishTranscriptionError",
+    "ResourceClosedError",
     "RoomClosedError",
     "RoomDisconnectedError",
     "UnpublishTrackError",
@@ -74,6 +78,19 @@ class RoomClosedError(LiveKitError):
 
 
 @final
+class ResourceClosedError(LiveKitError):
+    """You closed this object (a track, an audio or video source, a resampler,
+    a media stream), and the operation needs it open."""
+
+
+@final
+class LoopConflictError(LiveKitError, RuntimeError):
+    """lkrtc_trio is in use by another running event loop in this process (the
+    native core serves one event loop per process at a time: finish the rooms
+    and calls of one loop before using another)."""
+
+
+@final
 class RoomDisconnectedError(RoomClosedError):
     """The room was disconnected by something outside your code: the server,
     the network, or a native failure (the cause is in ``__cause__`` when known).
@@ -120,3 +137,14 @@ class ParticipantUpdateError(LiveKitError):
     """``set_metadata``, ``set_name`` or ``set_attributes`` was refused (for
     example without the ``canUpdateOwnMetadata`` grant) or failed. The official
     SDK ignores these failures; lkrtc_trio raises."""
+
+
+class NoPublicConstructor(type):
+    """Metaclass of classes that only lkrtc_trio creates (trio's pattern):
+    ``Cls(...)`` raises ``TypeError``; lkrtc_trio uses ``Cls._create(...)``."""
+
+    def __call__(cls, *args: object, **kwargs: object) -> None:
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__} has no public constructor")
+
+    def _create(cls: type[T], *args: object, **kwargs: object) -> T:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]

@@ -10,6 +10,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ._types import (
+    ChatMessage,
+    ConnectionQuality,
+    ConnectionState,
+    DataPacketKind,
+    DisconnectReason,
+    EncryptionState,
+    ParticipantPermission,
+    RoomInfo,
+)
+
 if TYPE_CHECKING:
     from ._participant import (
         LocalParticipant,
@@ -74,8 +85,7 @@ class ParticipantConnected:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantDisconnected:
     participant: RemoteParticipant
-    #: ``DisconnectReason`` value.
-    reason: int = 0
+    reason: DisconnectReason = DisconnectReason.UNKNOWN_REASON
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,8 +97,7 @@ class DataReceived:
     payload: bytes
     participant: RemoteParticipant | None
     topic: str
-    #: ``DataPacketKind`` value (0 lossy, 1 reliable).
-    kind: int
+    kind: DataPacketKind
     participant_identity: str = ""
 
 
@@ -189,8 +198,7 @@ class LocalTrackUnpublished:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionStateChanged:
-    #: ``ConnectionState`` value: 0 disconnected, 1 connected, 2 reconnecting.
-    state: int
+    state: ConnectionState
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,8 +213,7 @@ class Reconnected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Disconnected:
-    #: ``DisconnectReason`` value.
-    reason: int
+    reason: DisconnectReason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,8 +235,7 @@ class ActiveSpeakersChanged:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionQualityChanged:
     participant: Participant
-    #: ``ConnectionQuality`` value.
-    quality: int
+    quality: ConnectionQuality
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,21 +248,18 @@ class LocalTrackSubscribed:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class E2eeStateChanged:
     participant: Participant | None
-    #: ``EncryptionState`` value.
-    state: int
+    state: EncryptionState
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatMessageReceived:
-    #: the protobuf ``ChatMessage`` (id, timestamp, message, edit_timestamp...)
-    message: Any
+    message: ChatMessage
     participant: Participant | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataChannelBufferedAmountLowThresholdChanged:
-    #: ``DataPacketKind`` value.
-    kind: int
+    kind: DataPacketKind
     threshold: int
 
 
@@ -275,10 +278,10 @@ class DataStreamEvent:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoomUpdated:
     """The server changed the room's info (``room.sid``, ``room.metadata``,
-    counts); ``info`` is the protobuf ``RoomInfo``. ``moved`` is True when the
+    counts), already applied to the room. ``moved`` is True when the
     participant was moved to another room."""
 
-    info: Any
+    info: RoomInfo
     moved: bool = False
 
 
@@ -298,8 +301,7 @@ class ParticipantEncryptionStatusChanged:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantPermissionChanged:
     participant: Participant
-    #: the protobuf ``ParticipantPermission``
-    permission: Any
+    permission: ParticipantPermission
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,10 +318,10 @@ class ParticipantActive:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataTrackPublished:
-    """A remote data track was published (data tracks are not supported yet;
-    ``info`` is the protobuf info, its handle is released)."""
+    """A remote data track was published (data tracks are not supported yet:
+    its handle is released). ``info``: its native description, as plain values."""
 
-    info: Any
+    info: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -332,18 +334,17 @@ class LocalTrackRepublished:
     """A local track was published again after a full reconnect, under a new sid."""
 
     previous_sid: str
-    info: Any
+    sid: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NativeRoomEvent:
-    """A native room event lkrtc_trio has no dedicated class for yet.
-
-    ``name`` is the ``RoomEvent`` field name; ``message`` the protobuf message.
-    """
+    """A native room event lkrtc_trio has no dedicated class for (one that a
+    newer native core added). ``name`` is its ``RoomEvent`` field name;
+    ``fields`` its content, as plain values."""
 
     name: str
-    message: Any
+    fields: Mapping[str, Any]
 
 
 RoomEvent: TypeAlias = (

@@ -22,12 +22,20 @@ from ._errors import (
     PublishDTMFError,
     PublishTrackError,
     PublishTranscriptionError,
-    RoomClosedError,
+    ResourceClosedError,
     UnpublishTrackError,
 )
 from ._proto import ffi_pb2
 from ._rpc import MAX_PAYLOAD_BYTES, RpcError, RpcInvocationData
 from ._track import LocalTrack, Track, TrackKind, TrackPublishOptions, TrackSource
+from ._types import (
+    ConnectionQuality,
+    DisconnectReason,
+    ParticipantKind,
+    ParticipantKindDetail,
+    ParticipantPermission,
+    ParticipantState,
+)
 
 if TYPE_CHECKING:
     from ._room import Room
@@ -156,13 +164,14 @@ class RemoteTrackPublication(TrackPublication):
 class Participant:
     """What local and remote participants share. Not instantiated by users."""
 
-    __slots__ = ("_handle", "_info", "_publications")
+    __slots__ = ("_handle", "_info", "_publications", "_quality")
 
     def __init__(self, handle: OwnedHandle, info: Any) -> None:
         self._handle = handle
         self._info = info
         # values: RemoteTrackPublication or LocalTrackPublication (see subclasses)
         self._publications: dict[str, Any] = {}
+        self._quality = ConnectionQuality.QUALITY_EXCELLENT
 
     @property
     def sid(self) -> str:
@@ -186,14 +195,37 @@ class Participant:
         return dict(self._info.attributes)
 
     @property
-    def kind(self) -> int:
-        """``ParticipantKind`` value (0 standard, 1 ingress, 2 egress, 3 SIP, 4 agent...)."""
-        return int(self._info.kind)
+    def kind(self) -> ParticipantKind:
+        """Standard, ingress, egress, SIP, agent..."""
+        return ParticipantKind(self._info.kind)
 
     @property
-    def disconnect_reason(self) -> int:
-        """``DisconnectReason`` value once the participant has left, else 0."""
-        return int(self._info.disconnect_reason)
+    def kind_details(self) -> tuple[ParticipantKindDetail, ...]:
+        return tuple(ParticipantKindDetail(k) for k in self._info.kind_details)
+
+    @property
+    def state(self) -> ParticipantState:
+        """Joining, joined, active or disconnected (as the server last said)."""
+        return ParticipantState(self._info.state)
+
+    @property
+    def connection_quality(self) -> ConnectionQuality:
+        """As the last ``ConnectionQualityChanged`` said (excellent until then)."""
+        return self._quality
+
+    @property
+    def permissions(self) -> ParticipantPermission:
+        return ParticipantPermission._from_proto(self._info.permission)
+
+    @property
+    def joined_at(self) -> int:
+        """When the participant joined, as the server reports it (0 if unknown)."""
+        return int(self._info.joined_at)
+
+    @property
+    def disconnect_reason(self) -> DisconnectReason:
+        """Why the participant left (``UNKNOWN_REASON`` while it is here)."""
+        return DisconnectReason(self._info.disconnect_reason)
 
     @property
     def track_publications(self) -> Mapping[str, TrackPublication]:
@@ -429,7 +461,8 @@ class LocalParticipant(Participant):
             PublishTrackError: the native core or the server refused it
                 (e.g. no ``canPublish`` grant).
             TypeError: not a local track, or options of the wrong type.
-            RoomClosedError: the room or the track is closed.
+            RoomClosedError: the room is closed.
+            ResourceClosedError: the track is closed.
 
         Cancellation: returns at once. If the native publish completes
         afterwards, lkrtc_trio unpublishes the track again and releases the
@@ -440,7 +473,7 @@ class LocalParticipant(Participant):
         if options is not None and not isinstance(options, TrackPublishOptions):
             raise TypeError("options must be TrackPublishOptions")
         if track.closed:
-            raise RoomClosedError("the track is closed")
+            raise ResourceClosedError("the track is closed")
         room = self._room
         room._check_open()
         rt = room._rt

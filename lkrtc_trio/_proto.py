@@ -25,6 +25,7 @@ __all__ = [
     "participant_pb2",
     "room_pb2",
     "rpc_pb2",
+    "stats_pb2",
     "track_pb2",
     "track_publication_pb2",
     "video_frame_pb2",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         participant_pb2,
         room_pb2,
         rpc_pb2,
+        stats_pb2,
         track_pb2,
         track_publication_pb2,
         video_frame_pb2,
@@ -72,6 +74,7 @@ else:
     participant_pb2 = importlib.import_module(_PKG + ".participant_pb2")
     room_pb2 = importlib.import_module(_PKG + ".room_pb2")
     rpc_pb2 = importlib.import_module(_PKG + ".rpc_pb2")
+    stats_pb2 = importlib.import_module(_PKG + ".stats_pb2")
     track_pb2 = importlib.import_module(_PKG + ".track_pb2")
     track_publication_pb2 = importlib.import_module(_PKG + ".track_publication_pb2")
     video_frame_pb2 = importlib.import_module(_PKG + ".video_frame_pb2")

@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, final
 
@@ -33,6 +33,7 @@ from ._errors import (
     LiveKitError,
     NativeError,
     NativePanicError,
+    NoPublicConstructor,
     RoomClosedError,
     RoomDisconnectedError,
 )
@@ -48,11 +49,24 @@ from ._proto import ffi_pb2, participant_pb2, room_pb2
 from ._rpc import RpcError, RpcInvocationData
 from ._runtime import OwnedHandle, Runtime, get_runtime
 from ._track import RemoteTrack, remote_track
+from ._types import (
+    ChatMessage,
+    ConnectionQuality,
+    ConnectionState,
+    DataPacketKind,
+    DisconnectReason,
+    EncryptionState,
+    ParticipantPermission,
+    RoomInfo,
+    RtcStat,
+    RtcStats,
+    plain_fields,
+)
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["EventSubscription", "Room", "RoomOptions", "RtcStats", "open_room"]
+__all__ = ["EventSubscription", "Room", "RoomOptions", "open_room"]
 
 log = logging.getLogger("lkrtc_trio.room")
 
@@ -121,14 +135,6 @@ class RoomOptions:
             msg.join_retries = self.join_retries
         if self.single_peer_connection is not None:
             msg.single_peer_connection = self.single_peer_connection
-
-
-@dataclass(frozen=True, kw_only=True)
-class RtcStats:
-    """WebRTC statistics of the room's peer connections (protobuf ``RtcStats``)."""
-
-    publisher_stats: list[Any] = field(default_factory=list)
-    subscriber_stats: list[Any] = field(default_factory=list)
 
 
 @final
@@ -243,8 +249,9 @@ class EventSubscription:
 
 
 @final
-class Room:
-    """A connected room. Get one from :func:`open_room`; do not construct it."""
+class Room(metaclass=NoPublicConstructor):
+    """A connected room. Get one from :func:`open_room` (it has no public
+    constructor)."""
 
     def __init__(self, runtime: Runtime, result: Any, options: RoomOptions) -> None:
         rt = runtime
@@ -307,14 +314,16 @@ class Room:
             "transcription_received": self._on_transcription,
             "local_track_subscribed": lambda m: ev.LocalTrackSubscribed(track_sid=str(m.track_sid)),
             "e2ee_state_changed": lambda m: ev.E2eeStateChanged(
-                participant=self._participant(m.participant_identity), state=int(m.state)
+                participant=self._participant(m.participant_identity),
+                state=EncryptionState(m.state),
             ),
             "chat_message": lambda m: ev.ChatMessageReceived(
-                message=m.message, participant=self._participant(m.participant_identity)
+                message=ChatMessage._from_proto(m.message),
+                participant=self._participant(m.participant_identity),
             ),
             "data_channel_low_threshold_changed": lambda m: (
                 ev.DataChannelBufferedAmountLowThresholdChanged(
-                    kind=int(m.kind), threshold=int(m.threshold)
+                    kind=DataPacketKind(m.kind), threshold=int(m.threshold)
                 )
             ),
             "stream_header_received": self._on_data_stream,
@@ -361,14 +370,38 @@ class Room:
         return str(self._info.metadata)
 
     @property
-    def connection_state(self) -> int:
-        """``ConnectionState`` value: 0 disconnected, 1 connected, 2 reconnecting."""
-        return self._state
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState(self._state)
 
     @property
-    def disconnect_reason(self) -> int:
-        """``DisconnectReason`` value once disconnected, else 0."""
-        return self._disconnect_reason
+    def disconnect_reason(self) -> DisconnectReason:
+        """Why the room was disconnected (``UNKNOWN_REASON`` while connected)."""
+        return DisconnectReason(self._disconnect_reason)
+
+    @property
+    def num_participants(self) -> int:
+        """Participants in the room, as the server last counted them."""
+        return int(self._info.num_participants)
+
+    @property
+    def num_publishers(self) -> int:
+        """Participants publishing tracks, as the server last counted them."""
+        return int(self._info.num_publishers)
+
+    @property
+    def creation_time(self) -> int:
+        """When the room was created, as the server reports it (0 if unknown)."""
+        return int(self._info.creation_time)
+
+    @property
+    def is_recording(self) -> bool:
+        """Whether the room is being recorded."""
+        return bool(self._info.active_recording)
+
+    @property
+    def info(self) -> RoomInfo:
+        """A snapshot of the room's info."""
+        return RoomInfo._from_proto(self._info)
 
     @property
     def local_participant(self) -> LocalParticipant:
@@ -464,8 +497,8 @@ class Room:
         if cb.error:
             raise NativeError(f"get_rtc_stats failed: {cb.error}")
         return RtcStats(
-            publisher_stats=list(cb.result.publisher_stats),
-            subscriber_stats=list(cb.result.subscriber_stats),
+            publisher_stats=tuple(RtcStat._from_proto(x) for x in cb.result.publisher_stats),
+            subscriber_stats=tuple(RtcStat._from_proto(x) for x in cb.result.subscriber_stats),
         )
 
     async def simulate_scenario(self, scenario: int) -> None:
@@ -655,7 +688,7 @@ class Room:
         if handler is None:
             self._release_unadopted(re)
             out: ev.RoomEvent | None = ev.NativeRoomEvent(
-                name=kind or "", message=getattr(re, kind)
+                name=kind or "", fields=plain_fields(getattr(re, kind))
             )
         else:
             out = handler(getattr(re, kind))
@@ -693,7 +726,9 @@ class Room:
             return None
         p._info.disconnect_reason = m.disconnect_reason
         p._release()
-        return ev.ParticipantDisconnected(participant=p, reason=int(m.disconnect_reason))
+        return ev.ParticipantDisconnected(
+            participant=p, reason=DisconnectReason(m.disconnect_reason)
+        )
 
     def _on_track_published(self, m: Any) -> ev.RoomEvent | None:
         p = self._remote.get(m.participant_identity)
@@ -727,13 +762,13 @@ class Room:
 
     def _on_connection_state(self, m: Any) -> ev.RoomEvent | None:
         self._state = int(m.state)
-        return ev.ConnectionStateChanged(state=int(m.state))
+        return ev.ConnectionStateChanged(state=ConnectionState(m.state))
 
     def _on_disconnected(self, m: Any) -> ev.RoomEvent | None:
         self._state = CONN_DISCONNECTED
         self._disconnect_reason = int(m.reason)
         self._local._info.disconnect_reason = m.reason
-        return ev.Disconnected(reason=int(m.reason))
+        return ev.Disconnected(reason=DisconnectReason(m.reason))
 
     def _on_room_metadata(self, m: Any) -> ev.RoomEvent | None:
         old = self.metadata
@@ -784,7 +819,8 @@ class Room:
         p = self._participant(m.participant_identity)
         if p is None:
             return None
-        return ev.ConnectionQualityChanged(participant=p, quality=int(m.quality))
+        p._quality = ConnectionQuality(m.quality)
+        return ev.ConnectionQualityChanged(participant=p, quality=p._quality)
 
     def _on_data_packet(self, m: Any) -> ev.RoomEvent | None:
         sender = self._remote.get(m.participant_identity)
@@ -798,7 +834,7 @@ class Room:
                 payload=payload,
                 participant=sender,
                 topic=str(m.user.topic),
-                kind=int(m.kind),
+                kind=DataPacketKind(m.kind),
                 participant_identity=str(m.participant_identity),
             )
         if m.HasField("sip_dtmf"):
@@ -899,11 +935,11 @@ class Room:
 
     def _on_room_updated(self, m: Any) -> ev.RoomEvent | None:
         self._info.CopyFrom(m)
-        return ev.RoomUpdated(info=_copy(m))
+        return ev.RoomUpdated(info=RoomInfo._from_proto(m))
 
     def _on_room_moved(self, m: Any) -> ev.RoomEvent | None:
         self._info.CopyFrom(m)
-        return ev.RoomUpdated(info=_copy(m), moved=True)
+        return ev.RoomUpdated(info=RoomInfo._from_proto(m), moved=True)
 
     def _on_participants_updated(self, m: Any) -> ev.RoomEvent | None:
         updated: list[Participant] = []
@@ -925,7 +961,9 @@ class Room:
         if p is None:
             return None
         p._info.permission.CopyFrom(m.permission)
-        return ev.ParticipantPermissionChanged(participant=p, permission=_copy(m.permission))
+        return ev.ParticipantPermissionChanged(
+            participant=p, permission=ParticipantPermission._from_proto(m.permission)
+        )
 
     def _on_subscription_failed(self, m: Any) -> ev.RoomEvent | None:
         p = self._remote.get(m.participant_identity)
@@ -941,11 +979,11 @@ class Room:
 
     def _on_data_track_published(self, m: Any) -> ev.RoomEvent | None:
         self._release_unadopted(m)  # data tracks: not supported yet
-        return ev.DataTrackPublished(info=_copy(m.track.info) if m.track.HasField("info") else None)
+        return ev.DataTrackPublished(info=plain_fields(m.track.info))
 
     def _on_local_republished(self, m: Any) -> ev.RoomEvent | None:
         self._release_unadopted(m)
-        return ev.LocalTrackRepublished(previous_sid=str(m.previous_sid), info=_copy(m.info))
+        return ev.LocalTrackRepublished(previous_sid=str(m.previous_sid), sid=str(m.info.sid))
 
 
 def _copy(info: Any) -> Any:
@@ -991,7 +1029,7 @@ async def _connect(rt: Runtime, url: str, token: str, options: RoomOptions) -> R
         )
         if cb.HasField("error") and cb.error:
             raise ConnectError(str(cb.error))
-        room = Room(rt, cb.result, options)
+        room = Room._create(rt, cb.result, options)
         for key in room._sink_keys:
             rt.add_sink(key, room)
         ready = ffi_pb2.FfiRequest()

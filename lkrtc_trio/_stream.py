@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar, final
 import anyio
 
 from ._audio import AudioFrame
-from ._errors import RoomClosedError
+from ._errors import ResourceClosedError
 from ._proto import audio_frame_pb2, ffi_pb2, video_frame_pb2
 from ._track import Track, TrackKind
 from ._video import VideoBufferType, VideoFrame
@@ -24,6 +24,7 @@ from ._video import VideoBufferType, VideoFrame
 __all__ = ["AudioStream", "VideoStream"]
 
 F = TypeVar("F")
+S = TypeVar("S", bound="_MediaStream[Any]")
 
 
 class _MediaStream(Generic[F]):
@@ -33,7 +34,7 @@ class _MediaStream(Generic[F]):
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         if track.closed:
-            raise RoomClosedError("the track is closed (unsubscribed or its room closed)")
+            raise ResourceClosedError("the track is closed (unsubscribed or its room closed)")
         rt = self._rt = track._rt
         owned = getattr(rt.request(request), field).stream
         self._handle = rt.own(owned.handle.id, field)
@@ -121,7 +122,7 @@ class _MediaStream(Generic[F]):
                 self._wakeup = anyio.Event()
             await self._wakeup.wait()
 
-    def __aiter__(self) -> _MediaStream[F]:
+    def __aiter__(self: S) -> S:
         return self
 
     async def __anext__(self) -> F:
@@ -140,7 +141,7 @@ class _MediaStream(Generic[F]):
         self.close()
         await anyio.lowlevel.checkpoint()
 
-    async def __aenter__(self) -> _MediaStream[F]:
+    async def __aenter__(self: S) -> S:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -161,7 +162,7 @@ class AudioStream(_MediaStream[AudioFrame]):
 
     Raises:
         TypeError: not an audio track.
-        RoomClosedError: the track is already closed.
+        ResourceClosedError: the track is already closed.
         ValueError: invalid format or capacity.
 
     Must be created inside the event loop (trio or asyncio).
@@ -210,7 +211,7 @@ class VideoStream(_MediaStream[VideoFrame]):
 
     Raises:
         TypeError: not a video track.
-        RoomClosedError: the track is already closed.
+        ResourceClosedError: the track is already closed.
 
     Must be created inside the event loop.
     """

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from ._errors import RoomClosedError
+from ._errors import ResourceClosedError
 from ._proto import ffi_pb2
 from ._runtime import OwnedHandle, Runtime, get_runtime
 
@@ -168,7 +168,7 @@ class LocalTrack(Track):
         self._source = source  # keeps the source referenced while the track lives
 
     def mute(self) -> None:
-        """Mutes the track (peers get TrackMuted). Raises RoomClosedError if closed."""
+        """Mutes the track (peers get TrackMuted). Raises ResourceClosedError if closed."""
         self._set_muted(True)
 
     def unmute(self) -> None:
@@ -177,7 +177,7 @@ class LocalTrack(Track):
 
     def _set_muted(self, muted: bool) -> None:
         if self._handle.closed:
-            raise RoomClosedError("the track is closed")
+            raise ResourceClosedError("the track is closed")
         req = ffi_pb2.FfiRequest()
         req.local_track_mute.track_handle = self._handle.id
         req.local_track_mute.mute = muted
@@ -204,7 +204,7 @@ def _create_track(field: str, name: str, source: Any) -> tuple[Runtime, Any]:
     if not isinstance(name, str):
         raise TypeError("name must be a str")
     if source._handle.closed:
-        raise RoomClosedError("the source is closed")
+        raise ResourceClosedError("the source is closed")
     rt = get_runtime()
     req = ffi_pb2.FfiRequest()
     msg = getattr(req, field)
@@ -226,7 +226,7 @@ class LocalAudioTrack(LocalTrack):
 
         Raises:
             TypeError: ``name`` is not a str.
-            RoomClosedError: the source is closed.
+            ResourceClosedError: the source is closed.
         """
         rt, owned = _create_track("create_audio_track", name, source)
         return LocalAudioTrack(rt, rt.own(owned.handle.id, "local_audio_track"), owned.info, source)
@@ -244,7 +244,7 @@ class LocalVideoTrack(LocalTrack):
 
         Raises:
             TypeError: ``name`` is not a str.
-            RoomClosedError: the source is closed.
+            ResourceClosedError: the source is closed.
         """
         rt, owned = _create_track("create_video_track", name, source)
         return LocalVideoTrack(rt, rt.own(owned.handle.id, "local_video_track"), owned.info, source)

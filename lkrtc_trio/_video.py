@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from ._errors import NativeError, RoomClosedError
+from ._errors import NativeError, ResourceClosedError
 from ._proto import ffi_pb2, video_frame_pb2
 from ._runtime import get_runtime
 
@@ -299,11 +299,11 @@ class VideoSource:
         call; returns at once).
 
         Raises:
-            RoomClosedError: the source is closed.
+            ResourceClosedError: the source is closed.
             NativeError: the native core refused the frame.
         """
         if self._handle.closed:
-            raise RoomClosedError("the video source is closed")
+            raise ResourceClosedError("the video source is closed")
         rt = self._rt
         req = ffi_pb2.FfiRequest()
         msg = req.capture_video_frame

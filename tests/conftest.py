@@ -26,6 +26,22 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the server (or its binary) is marked
+    ``integration``, so that ``make unit`` (``-m "not integration"``) runs
+    without one."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if {"livekit_server", "server_binary"} & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that use livekit_server must be marked integration: " + ", ".join(unmarked)
+        )
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
     outcome = yield

@@ -12,6 +12,8 @@ import anyio
 import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo, mint_token
 
+from .peers._official import OfficialPeer
+
 E = TypeVar("E")
 
 #: Seconds to wait until participants see each other (the server batches
@@ -85,3 +87,15 @@ async def wait_server(
             if ok(view):
                 return view
             await anyio.sleep(0.1)
+
+
+async def see_each_other(room: lk.Room, *peers: OfficialPeer) -> None:
+    """Waits until the room sees every official peer, every peer sees the room,
+    and the peers see each other."""
+    me = room.local_participant.identity
+    with anyio.fail_after(SEE):
+        for peer in peers:
+            await room.wait_for_participant(peer.identity)
+            for other in [me, *(p.identity for p in peers if p is not peer)]:
+                if other not in peer.connected["remote"]:
+                    await peer.wait_for("participant_connected", SEE, identity=other)

@@ -125,6 +125,24 @@ async def _run_plan(plan: Plan) -> None:
                 rt.bridge.push(completion(stray, "stray"))
             rt.bridge.drain_now()
 
+    _check(plan, rt, backend, id_of, results, reaped, cancelled, late_cancel_wins=False)
+
+
+def _check(
+    plan: Plan,
+    rt: Runtime,
+    backend: FakeBackend,
+    id_of: dict[int, int],
+    results: dict[int, str],
+    reaped: dict[int, list[int]],
+    cancelled: set[int],
+    *,
+    late_cancel_wins: bool,
+) -> None:
+    """The outcome of a plan. ``late_cancel_wins``: whether a cancel that lands
+    after the completion was delivered, before the caller resumed, wins (asyncio
+    task.cancel(): the caller is cancelled and its reaper gets the completion)
+    or loses (trio: the wake-up is delivered, the caller returns the result)."""
     for i in range(plan.n):
         aid = id_of[i]
         if plan.fates[i] == "cancel_early":
@@ -135,32 +153,96 @@ async def _run_plan(plan: Plan) -> None:
         elif plan.fates[i] == "wait":
             assert results[i] == f"tag-{aid}", "a waiter got another request's completion"
             assert i not in reaped
-        else:  # cancel_late: trio cancels a task whose wait already completed
-            if i in results:
-                assert results[i] == f"tag-{aid}"
-                assert i not in reaped
-            else:
-                assert reaped.get(i, []) == ([aid] if plan.use_reaper else [])
+        elif late_cancel_wins:
+            assert i not in results and i in cancelled
+            # the completion had arrived: the reaper ran on it at once
+            assert reaped.get(i, []) == ([aid] if plan.use_reaper else [])
+        else:
+            assert results[i] == f"tag-{aid}" and i not in reaped
     # Nothing pending, nothing pinned, nothing bound to the loop.
     assert backend.pinned == [] and rt.dispatcher.pinned() == 0
     assert rt.dispatcher.pending() == 0
     assert not rt.dispatcher.busy()
-    # Strays: duplicates, unknown ids, and late completions nobody reaps.
+    # Strays: duplicates, unknown ids, and cancel-early completions nobody awaits
+    # (a late-cancelled call's completion had arrived: never a stray).
     unreaped_late = sum(
         1
         for i in range(plan.n)
-        if plan.fates[i] != "wait"
-        and i not in results
+        if plan.fates[i] == "cancel_early"
         and not plan.use_reaper
         and not plan.use_pin  # a pinned request's late completion is expected
     )
     assert rt.dispatcher.stray_count == len(plan.dupes) + len(plan.strays) + unreaped_late
 
 
+async def _run_plan_asyncio(plan: Plan) -> None:
+    """The same plan on asyncio, cancelling with ``task.cancel()``."""
+    import asyncio
+
+    backend = FakeBackend()
+    rt = Runtime(backend)
+    results: dict[int, str] = {}
+    cancelled: set[int] = set()
+    reaped: dict[int, list[int]] = {}
+    reqs = {i: publish_data_request() for i in range(plan.n)}
+    payloads = [bytearray(b"payload %d" % i) for i in range(plan.n)]
+
+    async def caller(i: int) -> None:
+        req = reqs[i]
+
+        def reaper(msg: Any, i: int = i) -> None:
+            reaped.setdefault(i, []).append(int(msg.async_id))
+
+        pin = None
+        if plan.use_pin:
+            pin, req.publish_data.data_ptr = rt.pin(payloads[i])
+        try:
+            msg = await rt.request_async(
+                req, "publish_data", reaper=reaper if plan.use_reaper else None, pin=pin
+            )
+        except asyncio.CancelledError:
+            cancelled.add(i)
+            return
+        results[i] = msg.error
+
+    async def settle() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    tasks = {i: asyncio.ensure_future(caller(i)) for i in range(plan.n)}
+    await settle()
+    id_of = {i: int(reqs[i].publish_data.request_async_id) for i in range(plan.n)}
+    for i in range(plan.n):
+        if plan.fates[i] == "cancel_early":
+            tasks[i].cancel()
+    await settle()
+    for i in plan.order:
+        rt.bridge.push(completion(id_of[i], f"tag-{id_of[i]}"))
+        rt.bridge.drain_now()
+        if plan.fates[i] == "cancel_late":
+            tasks[i].cancel()  # completion delivered, caller not yet resumed
+        await settle()
+    for i in plan.dupes:
+        rt.bridge.push(completion(id_of[i], "dupe"))
+    for stray in plan.strays:
+        rt.bridge.push(completion(stray, "stray"))
+    rt.bridge.drain_now()
+    await asyncio.wait_for(asyncio.gather(*tasks.values()), 30)
+    _check(plan, rt, backend, id_of, results, reaped, cancelled, late_cancel_wins=True)
+
+
 @EXAMPLES
 @given(plan=plans())
 def test_each_waiter_gets_only_its_own_completion(plan: Plan) -> None:
     trio.run(_run_plan, plan, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@EXAMPLES
+@given(plan=plans())
+def test_each_waiter_gets_only_its_own_completion_on_asyncio(plan: Plan) -> None:
+    import asyncio
+
+    asyncio.run(_run_plan_asyncio(plan))
 
 
 @st.composite

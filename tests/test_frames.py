@@ -89,10 +89,12 @@ async def test_audio_source_validates_and_closes() -> None:
     await source.wait_for_playout()
     track.close()
     source.close()
-    with pytest.raises(lk.RoomClosedError):
+    # closed by us: a closed-resource error of its own, not a room error
+    with pytest.raises(lk.ResourceClosedError):
         await source.capture_frame(frame)
-    with pytest.raises(lk.RoomClosedError):
+    with pytest.raises(lk.ResourceClosedError):
         lk.LocalAudioTrack.create_audio_track("again", source)
+    assert not issubclass(lk.ResourceClosedError, lk.RoomClosedError)
     assert lk.live_native_handles() == 0
     video = lk.VideoSource(32, 32)
     vtrack = lk.LocalVideoTrack.create_video_track("v", video)

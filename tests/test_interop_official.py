@@ -10,9 +10,8 @@ each: starting an official peer costs about a second.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import pytest
@@ -21,6 +20,7 @@ import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo
 from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
+from .helpers import next_event, see_each_other, wait_released
 from .peers._official import OfficialPeer, open_official_peer
 
 pytestmark = pytest.mark.integration
@@ -28,43 +28,7 @@ pytestmark = pytest.mark.integration
 SEE = 20  # seconds to see each other (the server batches updates every ~3 s)
 STEP = 10  # seconds for any single exchange
 Code = lk.RpcError.ErrorCode
-E = TypeVar("E")
-
-
 # -- helpers -------------------------------------------------------------------------------
-
-
-async def see_each_other(room: lk.Room, *peers: OfficialPeer) -> None:
-    """Waits until the room sees every peer, every peer sees the room and the peers
-    see each other."""
-    me = room.local_participant.identity
-    with anyio.fail_after(SEE):
-        for peer in peers:
-            await room.wait_for_participant(peer.identity)
-            for other in [me, *(p.identity for p in peers if p is not peer)]:
-                if other not in peer.connected["remote"]:
-                    await peer.wait_for("participant_connected", SEE, identity=other)
-
-
-async def wait_released(limit: float = 10) -> None:
-    """Waits until no request is pending and no native handle is owned."""
-    with anyio.fail_after(limit):
-        while lk.pending_requests() or lk.live_native_handles():
-            await anyio.sleep(0.01)
-
-
-async def next_event(
-    events: lk.EventSubscription,
-    kind: type[E],
-    where: Callable[[E], bool] = lambda _e: True,
-    limit: float = STEP,
-) -> E:
-    """The next event of ``kind`` matching ``where`` (others are skipped)."""
-    with anyio.fail_after(limit):
-        async for event in events:
-            if isinstance(event, kind) and where(event):
-                return event
-    raise AssertionError(f"no {kind.__name__} before the room ended")
 
 
 def b64(data: bytes) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import numpy as np
@@ -23,7 +23,8 @@ import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo
 from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
-from .peers._official import OfficialPeer, open_official_peer
+from .helpers import next_event, see_each_other, wait_handles
+from .peers._official import open_official_peer
 
 pytestmark = pytest.mark.integration
 
@@ -50,43 +51,7 @@ IDLE = (128, 128, 128)  # sent before and after the cycle: far from every colour
 COLOUR_FRAMES = round(0.6 * FPS)  # 0.6 s per colour
 COLOUR_DISTANCE = 60.0  # a frame further than this from every colour is unclassified
 
-E = TypeVar("E")
-
-
 # -- helpers -------------------------------------------------------------------------------
-
-
-async def see_each_other(room: lk.Room, peer: OfficialPeer) -> None:
-    me = room.local_participant.identity
-    with anyio.fail_after(SEE):
-        await room.wait_for_participant(peer.identity)
-        if me not in peer.connected["remote"]:
-            await peer.wait_for("participant_connected", SEE, identity=me)
-
-
-async def next_event(
-    events: lk.EventSubscription,
-    kind: type[E],
-    where: Callable[[E], bool] = lambda _e: True,
-    limit: float = STEP,
-    seen: list[Any] | None = None,
-) -> E:
-    """The next event of ``kind`` matching ``where``; the others are skipped (and
-    appended to ``seen`` when given)."""
-    with anyio.fail_after(limit):
-        async for event in events:
-            if isinstance(event, kind) and where(event):
-                return event
-            if seen is not None:
-                seen.append(event)
-    raise AssertionError(f"no {kind.__name__} before the room ended")
-
-
-async def wait_handles(count: int, limit: float = STEP) -> None:
-    """Waits until no request is pending and lkrtc-trio owns ``count`` native handles."""
-    with anyio.fail_after(limit):
-        while lk.pending_requests() or lk.live_native_handles() != count:
-            await anyio.sleep(0.01)
 
 
 async def play(source: lk.AudioSource, plan: Sequence[tuple[float, float]]) -> None:

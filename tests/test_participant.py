@@ -20,9 +20,10 @@ import lkrtc_trio as lk
 from lkrtc_trio.testing import ServerInfo
 from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
+from .helpers import SEE, next_event, wait_released
+
 pytestmark = pytest.mark.integration
 
-SEE = 20
 Code = lk.RpcError.ErrorCode
 
 
@@ -42,17 +43,7 @@ async def rooms(
                     if other != room.local_participant.identity:
                         await room.wait_for_participant(other)
         yield opened
-    with anyio.fail_after(10):
-        while lk.pending_requests() or lk.live_native_handles():
-            await anyio.sleep(0.01)
-
-
-async def next_of(events: lk.EventSubscription, kind: type, limit: float = 10) -> object:
-    with anyio.fail_after(limit):
-        async for event in events:
-            if isinstance(event, kind):
-                return event
-    raise AssertionError(f"no {kind.__name__} before the room ended")
+    await wait_released()
 
 
 async def test_rpc_outcomes(livekit_server: ServerInfo, livekit_token: TokenFactory) -> None:
@@ -326,8 +317,8 @@ async def test_disconnect_is_bounded_even_by_a_handler_that_ignores_cancellation
                     await server.disconnect()
                     took = anyio.current_time() - start
                     assert took <= budget + 0.1, f"disconnect took {took:.2f} s"
-                    gone = await next_of(events, lk.ParticipantDisconnected, limit=5)
-                    assert gone.participant.identity == "stubborn"  # type: ignore[attr-defined]
+                    gone = await next_event(events, lk.ParticipantDisconnected, limit=5)
+                    assert gone.participant.identity == "stubborn"
                     assert anyio.current_time() - start <= budget + 2
 
 
@@ -379,7 +370,7 @@ async def test_data_in_order_topics_and_destinations(
         # the largest packet that fits: payload + topic + (identity + 2) + framing
         biggest = b"y" * (lk.MAX_DATA_BYTES - lk.DATA_PACKET_OVERHEAD - len("max") - (4 + 2))
         await pub(biggest, topic="max", destination_identities=["dst1"])
-        event = await next_of(s1, lk.DataReceived)
+        event = await next_event(s1, lk.DataReceived)
         assert isinstance(event, lk.DataReceived)
         assert (event.topic, event.payload) == ("max", biggest)
 
@@ -425,7 +416,7 @@ async def test_dtmf_and_transcription(
     ):
         with li.events() as events:
             await sp.local_participant.publish_dtmf(code=11, digit="#")
-            event = await next_of(events, lk.SipDTMFReceived)
+            event = await next_event(events, lk.SipDTMFReceived)
             assert isinstance(event, lk.SipDTMFReceived)
             assert (event.code, event.digit) == (11, "#")
             assert event.participant is not None and event.participant.identity == "speaker"
@@ -455,7 +446,7 @@ async def test_dtmf_and_transcription(
                     participant_identity="speaker", track_sid="TR_notpublished", segments=segments
                 )
             )
-            got = await next_of(events, lk.TranscriptionReceived)
+            got = await next_event(events, lk.TranscriptionReceived)
             assert isinstance(got, lk.TranscriptionReceived)
             assert list(got.segments) == segments
             assert got.participant is not None and got.participant.identity == "speaker"
@@ -469,13 +460,13 @@ async def test_metadata_name_attributes_round_trip(
         with peer.events() as events:
             await lp.set_metadata("m1")
             assert lp.metadata == "m1"
-            ev = await next_of(events, lk.ParticipantMetadataChanged)
+            ev = await next_event(events, lk.ParticipantMetadataChanged)
             assert isinstance(ev, lk.ParticipantMetadataChanged)
             assert (ev.participant.identity, ev.old_metadata, ev.metadata) == ("me", "", "m1")
             assert peer.remote_participants["me"].metadata == "m1"  # state before event
 
             await lp.set_name("Me!")
-            ev2 = await next_of(events, lk.ParticipantNameChanged)
+            ev2 = await next_event(events, lk.ParticipantNameChanged)
             assert isinstance(ev2, lk.ParticipantNameChanged)
             assert (ev2.old_name, ev2.name) == ("", "Me!")
             assert lp.name == "Me!"
@@ -486,7 +477,7 @@ async def test_metadata_name_attributes_round_trip(
             seen: dict[str, str] = {}
             with anyio.fail_after(10):
                 while seen != {"a": "1", "b": "2"}:
-                    ev3 = await next_of(events, lk.ParticipantAttributesChanged)
+                    ev3 = await next_event(events, lk.ParticipantAttributesChanged)
                     assert isinstance(ev3, lk.ParticipantAttributesChanged)
                     seen.update(ev3.changed_attributes)
             assert peer.remote_participants["me"].attributes == {"a": "1", "b": "2"}

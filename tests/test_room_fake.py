@@ -43,7 +43,7 @@ def make_room(rt: Runtime) -> Room:
     res.room.info.name = "fake"
     res.local_participant.handle.id = LOCAL
     res.local_participant.info.identity = "me"
-    room = Room(rt, res, lk.RoomOptions())
+    room = Room._create(rt, res, lk.RoomOptions())
     for key in room._sink_keys:
         rt.add_sink(key, room)
     return room

@@ -179,6 +179,7 @@ def _no_go() -> str | None:
     raise AssertionError("install_server tried to build")
 
 
+@pytest.mark.integration
 def test_install_server_uses_real_cache_without_building(
     monkeypatch: pytest.MonkeyPatch, server_binary: Path
 ) -> None:
@@ -299,6 +300,7 @@ def test_install_server_all_versions_fail(monkeypatch: pytest.MonkeyPatch, tmp_p
 # --------------------------------------------------------------------------- LocalServer
 
 
+@pytest.mark.integration
 def test_two_local_servers_side_by_side(server_binary: Path) -> None:
     host = lt.test_host()
     first, second = lt.LocalServer(binary=server_binary), lt.LocalServer(binary=server_binary)
@@ -420,6 +422,7 @@ def plugin_project(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
+@pytest.mark.integration
 def test_pytest_plugin(plugin_project: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(plugin_project)],
@@ -434,6 +437,7 @@ def test_pytest_plugin(plugin_project: Path) -> None:
     assert "2 passed" in result.stdout
 
 
+@pytest.mark.integration
 def test_cli_install_server_and_token(server_binary: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lkrtc_trio.testing", "install-server"],
@@ -458,6 +462,7 @@ def test_cli_install_server_and_token(server_binary: Path) -> None:
     assert (claims["sub"], claims["video"]["room"]) == ("carol", "r9")
 
 
+@pytest.mark.integration
 def test_cli_serve_until_interrupted() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "lkrtc_trio.testing", "serve", "--identity", "dave"],
