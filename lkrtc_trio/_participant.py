@@ -26,6 +26,7 @@ from ._errors import (
     UnpublishTrackError,
 )
 from ._proto import ffi_pb2
+from ._records import ParticipantRecord, PublicationRecord, release_publication
 from ._rpc import MAX_PAYLOAD_BYTES, RpcError, RpcInvocationData
 from ._track import LocalTrack, Track, TrackKind, TrackPublishOptions, TrackSource
 from ._types import (
@@ -38,8 +39,7 @@ from ._types import (
 )
 
 if TYPE_CHECKING:
-    from ._room import Room
-    from ._runtime import OwnedHandle
+    from ._session import RoomSession
 
 __all__ = [
     "DATA_PACKET_OVERHEAD",
@@ -80,58 +80,55 @@ class TrackPublication:
     """A published track (local or remote): its sid, name, kind, source, mute
     state and codec; ``track`` once available."""
 
-    __slots__ = ("_handle", "_info", "_track")
+    __slots__ = ("_rec",)
 
-    def __init__(self, handle: OwnedHandle, info: Any, track: Track | None = None) -> None:
-        self._handle = handle
-        self._info = info
-        self._track = track
+    def __init__(self, rec: PublicationRecord) -> None:
+        self._rec = rec
+        rec.view = self
 
     @property
     def sid(self) -> str:
-        return str(self._info.sid)
+        return str(self._rec.info.sid)
 
     @property
     def name(self) -> str:
-        return str(self._info.name)
+        return str(self._rec.info.name)
 
     @property
     def kind(self) -> TrackKind:
         """``TrackKind`` (1 audio, 2 video)."""
-        return TrackKind(self._info.kind)
+        return TrackKind(self._rec.info.kind)
 
     @property
     def source(self) -> TrackSource:
-        return TrackSource(self._info.source)
+        return TrackSource(self._rec.info.source)
 
     @property
     def muted(self) -> bool:
-        return bool(self._info.muted)
+        return bool(self._rec.info.muted)
 
     @property
     def mime_type(self) -> str:
-        return str(self._info.mime_type)
+        return str(self._rec.info.mime_type)
 
     @property
     def simulcasted(self) -> bool:
-        return bool(self._info.simulcasted)
+        return bool(self._rec.info.simulcasted)
 
     @property
     def width(self) -> int:
-        return int(self._info.width)
+        return int(self._rec.info.width)
 
     @property
     def height(self) -> int:
-        return int(self._info.height)
+        return int(self._rec.info.height)
 
     @property
     def track(self) -> Track | None:
         """The track: a local publication's own track; a remote one's once
         subscribed (None before, and after unsubscribing)."""
-        return self._track
-
-    def _release(self) -> None:
-        self._handle.close()
+        track: Track | None = self._rec.track
+        return track
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.sid} {self.name!r}>"
@@ -152,90 +149,76 @@ class RemoteTrackPublication(TrackPublication):
 
     @property
     def subscribed(self) -> bool:
-        return self._track is not None
-
-    def _release(self) -> None:
-        track, self._track = self._track, None
-        if track is not None:
-            track._release()
-        self._handle.close()
+        return self._rec.track is not None
 
 
 class Participant:
     """What local and remote participants share. Not instantiated by users."""
 
-    __slots__ = ("_handle", "_info", "_publications", "_quality")
+    __slots__ = ("_rec",)
 
-    def __init__(self, handle: OwnedHandle, info: Any) -> None:
-        self._handle = handle
-        self._info = info
-        # values: RemoteTrackPublication or LocalTrackPublication (see subclasses)
-        self._publications: dict[str, Any] = {}
-        self._quality = ConnectionQuality.QUALITY_EXCELLENT
+    def __init__(self, rec: ParticipantRecord) -> None:
+        self._rec = rec
+        rec.view = self
 
     @property
     def sid(self) -> str:
-        return str(self._info.sid)
+        return str(self._rec.info.sid)
 
     @property
     def identity(self) -> str:
-        return str(self._info.identity)
+        return str(self._rec.info.identity)
 
     @property
     def name(self) -> str:
-        return str(self._info.name)
+        return str(self._rec.info.name)
 
     @property
     def metadata(self) -> str:
-        return str(self._info.metadata)
+        return str(self._rec.info.metadata)
 
     @property
     def attributes(self) -> dict[str, str]:
         """A copy of the participant's attributes."""
-        return dict(self._info.attributes)
+        return dict(self._rec.info.attributes)
 
     @property
     def kind(self) -> ParticipantKind:
         """Standard, ingress, egress, SIP, agent..."""
-        return ParticipantKind(self._info.kind)
+        return ParticipantKind(self._rec.info.kind)
 
     @property
     def kind_details(self) -> tuple[ParticipantKindDetail, ...]:
-        return tuple(ParticipantKindDetail(k) for k in self._info.kind_details)
+        return tuple(ParticipantKindDetail(k) for k in self._rec.info.kind_details)
 
     @property
     def state(self) -> ParticipantState:
         """Joining, joined, active or disconnected (as the server last said)."""
-        return ParticipantState(self._info.state)
+        return ParticipantState(self._rec.info.state)
 
     @property
     def connection_quality(self) -> ConnectionQuality:
         """As the last ``ConnectionQualityChanged`` said (excellent until then)."""
-        return self._quality
+        return self._rec.quality
 
     @property
     def permissions(self) -> ParticipantPermission:
-        return ParticipantPermission._from_proto(self._info.permission)
+        return ParticipantPermission._from_proto(self._rec.info.permission)
 
     @property
     def joined_at(self) -> int:
         """When the participant joined, as the server reports it (0 if unknown)."""
-        return int(self._info.joined_at)
+        return int(self._rec.info.joined_at)
 
     @property
     def disconnect_reason(self) -> DisconnectReason:
         """Why the participant left (``UNKNOWN_REASON`` while it is here)."""
-        return DisconnectReason(self._info.disconnect_reason)
+        return DisconnectReason(self._rec.info.disconnect_reason)
 
     @property
     def track_publications(self) -> Mapping[str, TrackPublication]:
         """A copy of the participant's publications, by track sid."""
-        return dict(self._publications)
-
-    def _release(self) -> None:
-        for pub in self._publications.values():
-            pub._release()
-        self._handle.close()
+        return {sid: rec.view for sid, rec in self._rec.publications.items()}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.identity!r} {self.sid}>"
@@ -250,7 +233,7 @@ class RemoteParticipant(Participant):
     @property
     def track_publications(self) -> Mapping[str, RemoteTrackPublication]:
         """A copy of the participant's publications, by track sid."""
-        return dict(self._publications)
+        return {sid: rec.view for sid, rec in self._rec.publications.items()}
 
 
 @final
@@ -286,14 +269,26 @@ class LocalParticipant(Participant):
     it). Cancelling a call returns at once and leaves nothing pending.
     """
 
-    __slots__ = ("_room", "_rpc_handlers", "_updates_seen")
+    __slots__ = (
+        "_early_published",
+        "_rpc_handlers",
+        "_session",
+        "_unpublished_first",
+        "_updates_seen",
+    )
 
-    def __init__(self, handle: OwnedHandle, info: Any, room: Room) -> None:
-        super().__init__(handle, info)
-        self._room = room
+    def __init__(self, rec: ParticipantRecord, session: RoomSession) -> None:
+        super().__init__(rec)
+        self._session = session
         self._rpc_handlers: dict[str, RpcHandler] = {}
         #: server events seen that changed our metadata / name / attributes
         self._updates_seen = {"metadata": 0, "name": 0, "attributes": 0}
+        #: LocalTrackPublished events that came before publish_track's completion
+        self._early_published: set[str] = set()
+        #: unpublish_track completions that came before their native event
+        self._unpublished_first: set[str] = set()
+        session.serve_rpc = self._serve_one
+        session.refuse_rpc = self._refuse
 
     def _server_updated(self, kind: str) -> None:
         self._updates_seen[kind] += 1
@@ -353,12 +348,12 @@ class LocalParticipant(Participant):
                 f"data packet of {packet} bytes (payload {size}) is over the limit of "
                 f"{MAX_DATA_BYTES} bytes; nothing was sent"
             )
-        room = self._room
-        room._check_open()
-        rt = room._rt
+        session = self._session
+        session.check_open()
+        rt = session.rt
         req = ffi_pb2.FfiRequest()
         msg = req.publish_data
-        msg.local_participant_handle = self._handle.id
+        msg.local_participant_handle = self._rec.handle.id
         msg.data_len = size
         msg.reliable = reliable
         if topic:
@@ -387,12 +382,12 @@ class LocalParticipant(Participant):
             raise PublishDTMFError(f"DTMF code must be an int from 0 to 15, not {code!r}")
         if not isinstance(digit, str) or len(digit) != 1 or digit.upper() != _DTMF[code]:
             raise PublishDTMFError(f"DTMF digit {digit!r} does not match code {code}")
-        self._room._check_open()
+        self._session.check_open()
         req = ffi_pb2.FfiRequest()
-        req.publish_sip_dtmf.local_participant_handle = self._handle.id
+        req.publish_sip_dtmf.local_participant_handle = self._rec.handle.id
         req.publish_sip_dtmf.code = code
         req.publish_sip_dtmf.digit = digit.upper()
-        cb = await self._room._rt.request_async(req, "publish_sip_dtmf")
+        cb = await self._session.rt.request_async(req, "publish_sip_dtmf")
         if cb.error:
             raise PublishDTMFError(str(cb.error))
 
@@ -423,10 +418,10 @@ class LocalParticipant(Participant):
         for seg in transcription.segments:
             if not isinstance(seg, TranscriptionSegment):
                 raise TypeError("segments must be TranscriptionSegment objects")
-        self._room._check_open()
+        self._session.check_open()
         req = ffi_pb2.FfiRequest()
         msg = req.publish_transcription
-        msg.local_participant_handle = self._handle.id
+        msg.local_participant_handle = self._rec.handle.id
         msg.participant_identity = transcription.participant_identity
         msg.track_id = transcription.track_sid
         for seg in transcription.segments:
@@ -437,7 +432,7 @@ class LocalParticipant(Participant):
             out.end_time = seg.end_time
             out.final = seg.final
             out.language = seg.language
-        cb = await self._room._rt.request_async(req, "publish_transcription")
+        cb = await self._session.rt.request_async(req, "publish_transcription")
         if cb.error:
             raise PublishTranscriptionError(str(cb.error))
 
@@ -445,7 +440,7 @@ class LocalParticipant(Participant):
     @property
     def track_publications(self) -> Mapping[str, LocalTrackPublication]:
         """A copy of your publications, by track sid."""
-        return dict(self._publications)
+        return {sid: rec.view for sid, rec in self._rec.publications.items()}
 
     async def publish_track(
         self, track: LocalTrack, options: TrackPublishOptions | None = None
@@ -474,17 +469,17 @@ class LocalParticipant(Participant):
             raise TypeError("options must be TrackPublishOptions")
         if track.closed:
             raise ResourceClosedError("the track is closed")
-        room = self._room
-        room._check_open()
-        rt = room._rt
+        session = self._session
+        session.check_open()
+        rt = session.rt
         req = ffi_pb2.FfiRequest()
         msg = req.publish_track
-        msg.local_participant_handle = self._handle.id
+        msg.local_participant_handle = self._rec.handle.id
         msg.track_handle = track._handle.id
         msg.options.SetInParent()
         if options is not None:
             options._fill(msg.options)
-        me = self._handle.id
+        me = self._rec.handle.id
 
         def unpublish_late(late: Any) -> None:
             if isinstance(late, BaseException) or late.error or not late.HasField("publication"):
@@ -504,12 +499,13 @@ class LocalParticipant(Participant):
             raise PublishTrackError(str(cb.error))
         info = type(cb.publication.info)()
         info.CopyFrom(cb.publication.info)
-        pub = LocalTrackPublication(
-            rt.own(cb.publication.handle.id, "local_publication"), info, track
-        )
-        self._publications[pub.sid] = pub
-        track._info.sid = pub.sid
-        room._local_published(pub)
+        rec = PublicationRecord(rt.own(cb.publication.handle.id, "local_publication"), info, track)
+        pub = LocalTrackPublication(rec)
+        self._rec.publications[pub.sid] = rec
+        track._published_as(pub.sid)
+        if pub.sid in self._early_published:  # its native event came first
+            self._early_published.discard(pub.sid)
+            session.on_local_published(pub)
         return pub
 
     async def unpublish_track(self, track_sid: str) -> None:
@@ -526,22 +522,50 @@ class LocalParticipant(Participant):
         """
         if not isinstance(track_sid, str):
             raise TypeError("track_sid must be a str")
-        room = self._room
-        room._check_open()
-        if track_sid not in self._publications:
+        session = self._session
+        session.check_open()
+        if track_sid not in self._rec.publications:
             raise UnpublishTrackError(f"no published track with sid {track_sid!r}")
         req = ffi_pb2.FfiRequest()
         msg = req.unpublish_track
-        msg.local_participant_handle = self._handle.id
+        msg.local_participant_handle = self._rec.handle.id
         msg.track_sid = track_sid
         msg.stop_on_unpublish = True
-        cb = await room._rt.request_async(req, "unpublish_track")
+        cb = await session.rt.request_async(req, "unpublish_track")
         if cb.error:
             raise UnpublishTrackError(str(cb.error))
-        pub = self._publications.pop(track_sid, None)
-        if pub is not None:  # the native LocalTrackUnpublished event is still to come
-            pub._release()
-            room._local_unpublished(pub)
+        rec = self._rec.publications.pop(track_sid, None)
+        if rec is not None:  # the native LocalTrackUnpublished event is still to come:
+            release_publication(rec, remote=False)  # report it now, once
+            self._unpublished_first.add(track_sid)  # (see _track_unpublished)
+            session.on_local_unpublished(rec.view)
+
+    # -- the state mirror's calls (native events about our own tracks) -----------
+    def _track_published(self, sid: str) -> LocalTrackPublication | None:
+        """The native LocalTrackPublished event: the publication to report, or
+        None while publish_track has not seen its completion (it reports the
+        event then)."""
+        rec = self._rec.publications.get(sid)
+        if rec is None:
+            self._early_published.add(sid)
+            return None
+        pub: LocalTrackPublication = rec.view
+        return pub
+
+    def _track_unpublished(self, sid: str) -> LocalTrackPublication | None:
+        """The native LocalTrackUnpublished event: the publication to report
+        (released), or None when unpublish_track's completion came first and
+        reported it already."""
+        self._early_published.discard(sid)  # a cancelled publish, undone
+        if sid in self._unpublished_first:
+            self._unpublished_first.discard(sid)
+            return None
+        rec = self._rec.publications.pop(sid, None)
+        if rec is None:
+            return None
+        release_publication(rec, remote=False)
+        pub: LocalTrackPublication = rec.view
+        return pub
 
     # -- metadata, name, attributes -----------------------------------------------
     async def set_metadata(self, metadata: str) -> None:
@@ -561,8 +585,8 @@ class LocalParticipant(Participant):
             raise TypeError("metadata must be a str")
         req = self._update_request("set_local_metadata")
         req.set_local_metadata.metadata = metadata
-        await self._update(req, "set_local_metadata", lambda: self._info.metadata == metadata)
-        self._info.metadata = metadata
+        await self._update(req, "set_local_metadata", lambda: self._rec.info.metadata == metadata)
+        self._rec.info.metadata = metadata
 
     async def set_name(self, name: str) -> None:
         """Sets this participant's display name; see :meth:`set_metadata`."""
@@ -570,8 +594,8 @@ class LocalParticipant(Participant):
             raise TypeError("name must be a str")
         req = self._update_request("set_local_name")
         req.set_local_name.name = name
-        await self._update(req, "set_local_name", lambda: self._info.name == name)
-        self._info.name = name
+        await self._update(req, "set_local_name", lambda: self._rec.info.name == name)
+        self._rec.info.name = name
 
     async def set_attributes(self, attributes: Mapping[str, str]) -> None:
         """Merges ``attributes`` into this participant's attributes (a key set
@@ -589,7 +613,7 @@ class LocalParticipant(Participant):
         for k, v in attributes.items():
             if not isinstance(k, str) or not isinstance(v, str) or not k:
                 raise TypeError("attribute keys must be non-empty str and values str")
-        merged = {**self._info.attributes, **attributes}
+        merged = {**self._rec.info.attributes, **attributes}
         req = self._update_request("set_local_attributes")
         for k, v in merged.items():
             entry = req.set_local_attributes.attributes.add()
@@ -597,11 +621,11 @@ class LocalParticipant(Participant):
             entry.value = v
 
         def applied() -> bool:
-            now = self._info.attributes
+            now = self._rec.info.attributes
             return all(now.get(k) == v if v else k not in now for k, v in attributes.items())
 
         await self._update(req, "set_local_attributes", applied)
-        current = self._info.attributes
+        current = self._rec.info.attributes
         for k, v in attributes.items():
             if v:
                 current[k] = v
@@ -609,9 +633,9 @@ class LocalParticipant(Participant):
                 del current[k]
 
     def _update_request(self, field: str) -> Any:
-        self._room._check_open()
+        self._session.check_open()
         req = ffi_pb2.FfiRequest()
-        getattr(req, field).local_participant_handle = self._handle.id
+        getattr(req, field).local_participant_handle = self._rec.handle.id
         return req
 
     async def _update(self, req: Any, field: str, applied: Callable[[], bool]) -> None:
@@ -633,7 +657,7 @@ class LocalParticipant(Participant):
         kind = field.removeprefix("set_local_")
         for attempt in range(2):
             seen = self._updates_seen[kind]
-            cb = await self._room._rt.request_async(req, field)
+            cb = await self._session.rt.request_async(req, field)
             if not cb.error:
                 return
             if "timeout" not in cb.error.lower():
@@ -684,10 +708,10 @@ class LocalParticipant(Participant):
         timeout = _DEFAULT_RPC_TIMEOUT if response_timeout is None else response_timeout
         if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"response_timeout must be a positive number, not {timeout!r}")
-        self._room._check_open()
+        self._session.check_open()
         req = ffi_pb2.FfiRequest()
         msg = req.perform_rpc
-        msg.local_participant_handle = self._handle.id
+        msg.local_participant_handle = self._rec.handle.id
         msg.destination_identity = destination_identity
         msg.method = method
         msg.payload = payload
@@ -699,7 +723,7 @@ class LocalParticipant(Participant):
         # The native core waits up to min(7 s, timeout) for the ack, then up to
         # `timeout` for the answer; this limit only guards against a lost one.
         with anyio.move_on_after(2 * timeout + _RPC_GRACE):
-            cb = await self._room._rt.request_async(req, "perform_rpc")
+            cb = await self._session.rt.request_async(req, "perform_rpc")
             if cb.HasField("error"):
                 raise RpcError._from_proto(cb.error)
             return str(cb.payload)
@@ -736,12 +760,12 @@ class LocalParticipant(Participant):
         def register(fn: H) -> H:
             if not callable(fn):
                 raise TypeError("an RPC handler must be callable")
-            self._room._check_open()
+            self._session.check_open()
             if method_name not in self._rpc_handlers:
                 req = ffi_pb2.FfiRequest()
-                req.register_rpc_method.local_participant_handle = self._handle.id
+                req.register_rpc_method.local_participant_handle = self._rec.handle.id
                 req.register_rpc_method.method = method_name
-                self._room._rt.request(req)
+                self._session.rt.request(req)
             self._rpc_handlers[method_name] = fn
             return fn
 
@@ -756,13 +780,13 @@ class LocalParticipant(Participant):
         Raises:
             RoomClosedError: the room is closed.
         """
-        self._room._check_open()
+        self._session.check_open()
         if self._rpc_handlers.pop(method, None) is None:
             return
         req = ffi_pb2.FfiRequest()
-        req.unregister_rpc_method.local_participant_handle = self._handle.id
+        req.unregister_rpc_method.local_participant_handle = self._rec.handle.id
         req.unregister_rpc_method.method = method
-        self._room._rt.request(req)
+        self._session.rt.request(req)
 
     def _on_rpc_invocation(self, inv: Any) -> None:
         """Room sink: an incoming call, handed to the room's service task (which
@@ -775,9 +799,15 @@ class LocalParticipant(Participant):
             response_timeout=inv.response_timeout_ms / 1000.0,
             method=str(inv.method),
         )
-        refused = self._room._queue_rpc(int(inv.invocation_id), data)
+        refused = self._session.queue_rpc(int(inv.invocation_id), data)
         if refused is not None:
             self._respond(int(inv.invocation_id), None, refused)
+
+    def _refuse(self, invocation_id: int) -> None:
+        """Answers an invocation that will not run: the room is closing."""
+        self._respond(
+            invocation_id, None, RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED)
+        )
 
     async def _serve_one(self, invocation_id: int, data: RpcInvocationData) -> None:
         handler = self._rpc_handlers.get(data.method)
@@ -818,18 +848,18 @@ class LocalParticipant(Participant):
         self._respond(invocation_id, payload, error)
 
     def _respond(self, invocation_id: int, payload: str | None, error: RpcError | None) -> None:
-        if self._handle.closed:
+        if self._rec.handle.closed:
             return
         req = ffi_pb2.FfiRequest()
         msg = req.rpc_method_invocation_response
-        msg.local_participant_handle = self._handle.id
+        msg.local_participant_handle = self._rec.handle.id
         msg.invocation_id = invocation_id
         if error is not None:
             error._to_proto(msg.error)
         else:
             msg.payload = payload or ""
         try:
-            resp = self._room._rt.request(req)
+            resp = self._session.rt.request(req)
         except Exception:
             log.exception("could not send the RPC response for invocation %d", invocation_id)
             return

@@ -15,8 +15,6 @@ from ._runtime import OwnedHandle, Runtime, get_runtime
 
 if TYPE_CHECKING:
     from ._audio import AudioSource
-    from ._room import Room
-    from ._stream import _MediaStream
     from ._video import VideoSource
 
 __all__ = [
@@ -122,7 +120,8 @@ class Track:
         self._rt = rt
         self._handle = handle
         self._info = info
-        self._streams: weakref.WeakSet[_MediaStream[Any]] = weakref.WeakSet()
+        #: media streams reading this track (ended when it is released)
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def sid(self) -> str:
@@ -148,6 +147,10 @@ class Track:
     def closed(self) -> bool:
         return self._handle.closed
 
+    def _muted_by_event(self, muted: bool) -> None:
+        """A TrackMuted / TrackUnmuted event (the room's state mirror)."""
+        self._info.muted = muted
+
     def _release(self) -> None:
         """Ends its streams and releases the native handle (idempotent)."""
         for stream in list(self._streams):
@@ -166,6 +169,10 @@ class LocalTrack(Track):
     def __init__(self, rt: Runtime, handle: OwnedHandle, info: Any, source: Any) -> None:
         super().__init__(rt, handle, info)
         self._source = source  # keeps the source referenced while the track lives
+
+    def _published_as(self, sid: str) -> None:
+        """publish_track completed: the track now has its sid."""
+        self._info.sid = sid
 
     def mute(self) -> None:
         """Mutes the track (peers get TrackMuted). Raises ResourceClosedError if closed."""
@@ -253,11 +260,7 @@ class LocalVideoTrack(LocalTrack):
 class RemoteTrack(Track):
     """A subscribed track of another participant (owned by the room)."""
 
-    __slots__ = ("_room",)
-
-    def __init__(self, rt: Runtime, handle: OwnedHandle, info: Any, room: Room) -> None:
-        super().__init__(rt, handle, info)
-        self._room = room
+    __slots__ = ()
 
 
 @final
@@ -270,9 +273,9 @@ class RemoteVideoTrack(RemoteTrack):
     __slots__ = ()
 
 
-def remote_track(rt: Runtime, owned: Any, room: Room) -> RemoteTrack:
+def remote_track(rt: Runtime, owned: Any) -> RemoteTrack:
     """Wraps a subscribed track from a ``TrackSubscribed`` event."""
     cls = RemoteVideoTrack if owned.info.kind == TrackKind.KIND_VIDEO else RemoteAudioTrack
     info = type(owned.info)()
     info.CopyFrom(owned.info)
-    return cls(rt, rt.own(owned.handle.id, "remote_track"), info, room)
+    return cls(rt, rt.own(owned.handle.id, "remote_track"), info)

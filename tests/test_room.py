@@ -196,17 +196,17 @@ async def test_a_cancel_while_the_room_starts_still_leaves_the_server(
 ) -> None:
     """A cancellation that lands after the connect, while the room's service
     task starts, must still disconnect (not only drop the handles)."""
-    from lkrtc_trio._room import Room
+    from lkrtc_trio._session import RoomSession
 
     starting = anyio.Event()
-    original = Room._run_services
+    original = RoomSession.run_services
 
-    async def slow_start(self: Room, *, task_status: Any) -> None:
+    async def slow_start(self: RoomSession, *, task_status: Any) -> None:
         starting.set()
         await anyio.sleep(5)  # the cancel lands here
         await original(self, task_status=task_status)
 
-    monkeypatch.setattr(Room, "_run_services", slow_start)
+    monkeypatch.setattr(RoomSession, "run_services", slow_start)
     url = livekit_server.url
 
     async def open_and_wait() -> None:
@@ -236,7 +236,7 @@ async def test_thousand_concurrent_requests_each_get_their_own_completion(
     payload = b"x" * 32
     keep = _lkffi.ffi.from_buffer(payload)
     async with lk.open_room(livekit_server.url, livekit_token("burst")) as room:
-        lp_handle = room.local_participant._handle.id
+        lp_handle = room.local_participant._rec.handle.id
         paired = 0
 
         async def one() -> None:

@@ -19,6 +19,7 @@ import lkrtc_trio as lk
 from lkrtc_trio import _audio
 from lkrtc_trio._participant import LocalTrackPublication
 from lkrtc_trio._proto import ffi_pb2
+from lkrtc_trio._records import PublicationRecord
 from lkrtc_trio._room import Room, _one_exception
 from lkrtc_trio._runtime import Runtime
 
@@ -60,8 +61,9 @@ def room_event(fill: Any) -> bytes:
 def add_local_publication(rt: Runtime, room: Room, sid: str) -> LocalTrackPublication:
     info = ffi_pb2.FfiEvent().publish_track.publication.info
     info.sid = sid
-    pub = LocalTrackPublication(rt.own(PUB, "local_publication"), info)
-    room.local_participant._publications[sid] = pub
+    rec = PublicationRecord(rt.own(PUB, "local_publication"), info)
+    pub = LocalTrackPublication(rec)
+    room.local_participant._rec.publications[sid] = rec
     return pub
 
 
@@ -100,7 +102,7 @@ async def test_local_track_unpublished_is_reported_once_in_either_order(
     assert got == [lk.LocalTrackUnpublished(publication=pub, participant=room.local_participant)]
     assert "TR_a" not in room.local_participant.track_publications
     assert PUB in backend.dropped and backend.dropped.count(PUB) == 1
-    assert not room._unpublished_first  # nothing remembered for ever
+    assert not room.local_participant._unpublished_first  # nothing remembered for ever
     room._release()
 
 
@@ -224,7 +226,7 @@ async def test_a_lost_update_answer_counts_only_with_a_server_event(
     rt, backend = fake
     room = make_room(rt)
     lp = room.local_participant
-    lp._info.metadata = "same"
+    lp._rec.info.metadata = "same"
 
     def timed_out(aid: int) -> bytes:
         def fill(ev: Any) -> None:

@@ -1,0 +1,61 @@
+"""Plain state records behind the public participant and publication objects.
+
+Like trio's ``MemoryChannelState`` behind its channel endpoints: a record is
+plain data; the public classes (``RemoteParticipant``, ``TrackPublication``...)
+are thin read-only views over one record each (``record.view`` is that
+object, so events always carry the same one), and the room's state mirror
+(``_state.py``) is what updates the records when native events arrive. No
+object writes into another object's private fields: the mirror owns the
+records it updates, and the views only read theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._runtime import OwnedHandle
+from ._types import ConnectionQuality
+
+__all__ = ["ParticipantRecord", "PublicationRecord", "release_participant", "release_publication"]
+
+
+@dataclass(eq=False, slots=True)
+class PublicationRecord:
+    """A track publication: its native handle, its ``TrackPublicationInfo``,
+    its track (a remote one once subscribed; a local one from the start) and
+    its public view."""
+
+    handle: OwnedHandle
+    info: Any
+    track: Any = None
+    view: Any = None
+
+
+@dataclass(eq=False, slots=True)
+class ParticipantRecord:
+    """A participant: its native handle, its ``ParticipantInfo``, its
+    publications by sid, the last connection quality the server reported, and
+    its public view."""
+
+    handle: OwnedHandle
+    info: Any
+    publications: dict[str, PublicationRecord] = field(default_factory=dict)
+    quality: ConnectionQuality = ConnectionQuality.QUALITY_EXCELLENT
+    view: Any = None
+
+
+def release_publication(rec: PublicationRecord, *, remote: bool) -> None:
+    """Releases a publication's handle, and a remote publication's track (its
+    streams end). A local track stays its owner's to close."""
+    if remote:
+        track, rec.track = rec.track, None
+        if track is not None:
+            track._release()
+    rec.handle.close()
+
+
+def release_participant(rec: ParticipantRecord, *, remote: bool) -> None:
+    for pub in rec.publications.values():
+        release_publication(pub, remote=remote)
+    rec.handle.close()
