@@ -343,10 +343,21 @@ class AudioResampler:
         return [AudioFrame(data, self.output_rate, self.num_channels, samples)]
 
     def close(self) -> None:
+        """Releases the native resampler (idempotent)."""
         self._handle.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await anyio.lowlevel.checkpoint()
 
     def __enter__(self) -> AudioResampler:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> AudioResampler:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -51,7 +51,7 @@ class _MediaStream(Generic[F]):
         except BaseException:
             self._handle.close()
             raise
-        track._streams.add(self)
+        track._add_stream(self)
 
     @property
     def track(self) -> Track:

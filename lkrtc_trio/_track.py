@@ -147,6 +147,10 @@ class Track:
     def closed(self) -> bool:
         return self._handle.closed
 
+    def _add_stream(self, stream: Any) -> None:
+        """A media stream reads this track: it is ended when the track is released."""
+        self._streams.add(stream)
+
     def _muted_by_event(self, muted: bool) -> None:
         """A TrackMuted / TrackUnmuted event (the room's state mirror)."""
         self._info.muted = muted

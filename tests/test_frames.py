@@ -167,3 +167,19 @@ def test_native_video_buffers_are_checked_before_any_read() -> None:
             VideoFrame._from_native(rt, owned)
         assert rt.reads == []  # refused before reading anything
         assert rt.released == [42]  # the handle is released all the same
+
+
+async def test_every_closeable_object_supports_async_with() -> None:
+    source = lk.AudioSource(48000, 1)
+    async with (
+        lk.AudioResampler(48000, 16000) as rs,
+        source,
+        lk.LocalAudioTrack.create_audio_track("t", source) as track,
+        lk.VideoSource(16, 16) as video,
+    ):
+        assert lk.live_native_handles() == 4
+    assert track.closed and lk.live_native_handles() == 0
+    with pytest.raises(lk.ResourceClosedError):
+        rs.push(lk.AudioFrame.create(48000, 1, 480))
+    with pytest.raises(lk.ResourceClosedError):
+        video.capture_frame(lk.VideoFrame.create(16, 16, lk.VideoBufferType.I420))

@@ -7,6 +7,7 @@ bounded by ``fail_after``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import anyio
@@ -19,6 +20,9 @@ from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
 from .helpers import server_participants, wait_released, wait_server
 from .peers._official import open_official_peer
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 pytestmark = pytest.mark.integration
 
@@ -285,3 +289,27 @@ def test_asyncio_backend_smoke(livekit_server: ServerInfo, livekit_token: TokenF
 
     anyio.run(main, backend="asyncio")
     assert lk.live_native_handles() == 0
+
+
+async def test_exceptions_leave_open_room_as_they_were_raised(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """What leaves the block is what the block raised: a group of yours stays a
+    group (not flattened), a single exception keeps its own context."""
+    url = livekit_server.url
+    mine = ExceptionGroup("mine", [KeyError(1)])
+    with pytest.raises(ExceptionGroup) as info:
+        async with lk.open_room(url, livekit_token("groups")):
+            raise mine
+    assert info.value is mine
+
+    first = KeyError("first")
+    with pytest.raises(ValueError) as caught:
+        async with lk.open_room(url, livekit_token("context")):
+            try:
+                raise first
+            except KeyError:
+                raise ValueError("second")  # noqa: B904 - the implicit context is the point
+    assert caught.value.__context__ is first
+    assert not caught.value.__suppress_context__
+    await wait_released()
