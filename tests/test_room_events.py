@@ -44,6 +44,20 @@ def push(rt: Runtime, fill: Callable[[Any], None]) -> None:
     rt.bridge.drain_now()
 
 
+def push_every_kind(rt: Runtime) -> None:
+    """Pushes one (empty) event of every native RoomEvent kind but ``eos``."""
+    room_event = ffi_pb2.FfiEvent.DESCRIPTOR.fields_by_name["room_event"].message_type
+    assert room_event is not None
+    for field in room_event.fields:
+        if field.name in ("room_handle", "eos"):
+            continue
+
+        def fill(e: Any, name: str = field.name) -> None:
+            getattr(e, name).SetInParent()
+
+        push(rt, fill)
+
+
 def drain(sub: lk.EventSubscription) -> list[Any]:
     out = []
     while True:
@@ -240,16 +254,7 @@ async def test_every_native_room_event_kind_is_translated(
     caplog.set_level(logging.ERROR)
     room, rt, _ = make_room()
     sub = room.events(max_buffer=100)
-    room_event = ffi_pb2.FfiEvent.DESCRIPTOR.fields_by_name["room_event"].message_type
-    assert room_event is not None
-    for field in room_event.fields:
-        if field.name in ("room_handle", "eos"):
-            continue
-
-        def fill(e: Any, name: str = field.name) -> None:
-            getattr(e, name).SetInParent()
-
-        push(rt, fill)
+    push_every_kind(rt)
     natives = {e.name for e in drain(sub) if isinstance(e, lk.NativeRoomEvent)}
     assert natives == set()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -12,9 +12,9 @@ from google.protobuf.message import Message
 from livekit.rtc._proto import e2ee_pb2
 
 import lkrtc_trio as lk
-from lkrtc_trio._proto import ffi_pb2, participant_pb2, room_pb2, track_pb2
+from lkrtc_trio._proto import participant_pb2, room_pb2, track_pb2
 
-from .test_room_events import drain, make_room, push
+from .test_room_events import drain, make_room, push, push_every_kind
 
 SCHEMA: list[tuple[type[IntEnum], Any]] = [
     (lk.ConnectionState, room_pb2.ConnectionState),
@@ -63,16 +63,7 @@ def _no_raw_values(value: Any, where: str) -> None:
 async def test_every_event_carries_typed_values_only() -> None:
     room, rt, _ = make_room(remotes=[200])
     sub = room.events(max_buffer=200)
-    room_event = ffi_pb2.FfiEvent.DESCRIPTOR.fields_by_name["room_event"].message_type
-    assert room_event is not None
-    for field in room_event.fields:
-        if field.name in ("room_handle", "eos"):
-            continue
-
-        def fill(e: Any, name: str = field.name) -> None:
-            getattr(e, name).SetInParent()
-
-        push(rt, fill)
+    push_every_kind(rt)
     events = drain(sub)
     assert len(events) > 20
     enum_fields = 0
