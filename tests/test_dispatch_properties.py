@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import hypothesis.strategies as st
 import pytest
 import trio
@@ -268,11 +269,11 @@ def test_completions_from_native_threads(shape: tuple[int, int]) -> None:
             assert msg.async_id == req.publish_data.request_async_id
             got[int(msg.async_id)] = msg.error
 
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as nursery:
                 for _ in range(n):
                     nursery.start_soon(call)
-                await trio.testing.wait_all_tasks_blocked()
+                await anyio.wait_all_tasks_blocked()
                 ids = [aid for _, aid in rt.backend.sent]  # type: ignore[attr-defined]
 
                 def pump(chunk: list[int]) -> None:
@@ -280,13 +281,15 @@ def test_completions_from_native_threads(shape: tuple[int, int]) -> None:
                         rt.bridge.push(completion(aid, f"t{aid}"))
 
                 chunks = [ids[k::threads] for k in range(threads)]
-                async with trio.open_nursery() as pumps:
+                async with anyio.create_task_group() as pumps:
                     for chunk in chunks:
-                        pumps.start_soon(trio.to_thread.run_sync, pump, chunk)
+                        pumps.start_soon(anyio.to_thread.run_sync, pump, chunk)
         assert got == {aid: f"t{aid}" for aid in ids}
         assert rt.dispatcher.pending() == 0
 
-    trio.run(main)
+    # the wake-up path differs: run_sync_soon on trio, call_soon_threadsafe on asyncio
+    for backend in ("trio", "asyncio"):
+        anyio.run(main, backend=backend)
 
 
 @settings(max_examples=200, deadline=None)

@@ -31,8 +31,9 @@ def run_py(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
 def test_native_panic_fails_rooms_and_calls_and_process_survives(
-    livekit_server: ServerInfo, livekit_token: TokenFactory
+    livekit_server: ServerInfo, livekit_token: TokenFactory, backend: str
 ) -> None:
     proc = run_py(
         [
@@ -40,6 +41,7 @@ def test_native_panic_fails_rooms_and_calls_and_process_survives(
             livekit_server.url,
             livekit_token("panic-a"),
             livekit_token("panic-b"),
+            backend,
         ],
         timeout=90,
     )

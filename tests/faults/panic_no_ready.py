@@ -6,7 +6,7 @@ a ``panic`` event. lkrtc_trio must fail the open room and every pending call
 with NativePanicError, and the process must survive (the official SDK sends
 itself SIGTERM). Prints one JSON line with what it saw; exit 0 on success.
 
-Usage: python panic_no_ready.py URL TOKEN_A TOKEN_B
+Usage: python panic_no_ready.py URL TOKEN_A TOKEN_B [BACKEND]   (trio | asyncio)
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import sys
 
-import trio
+import anyio
+from anyio.abc import SocketAttribute
 
 import lkrtc_trio as lk
 from lkrtc_trio._proto import ffi_pb2
@@ -43,8 +44,8 @@ async def main(url: str, token_a: str, token_b: str) -> dict[str, object]:
 
             # A server that accepts and never answers: a connect to it stays
             # pending until its 60 s timeout, well past the panic.
-            listener = (await trio.open_tcp_listeners(0, host=host))[0]
-            port = listener.socket.getsockname()[1]
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=0)
+            port = listener.extra(SocketAttribute.local_port)
 
             async def pending_request() -> None:
                 r = ffi_pb2.FfiRequest()
@@ -57,8 +58,8 @@ async def main(url: str, token_a: str, token_b: str) -> dict[str, object]:
                 except lk.NativePanicError as exc:
                     report["request_outcome"] = type(exc).__name__
 
-            with trio.fail_after(40):
-                async with trio.open_nursery() as nursery:
+            with anyio.fail_after(40):
+                async with anyio.create_task_group() as nursery:
                     nursery.start_soon(pending_call)
                     nursery.start_soon(pending_request)
                     try:
@@ -86,4 +87,6 @@ def _handles(cb: object) -> list[int]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(trio.run(main, sys.argv[1], sys.argv[2], sys.argv[3])), flush=True)
+    backend = sys.argv[4] if len(sys.argv) > 4 else "trio"
+    report = anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], backend=backend)
+    print(json.dumps(report), flush=True)
