@@ -131,7 +131,7 @@ async def see_leave(alice_events: lk.EventSubscription) -> None:
         async for event in alice_events:
             match event:
                 case lk.ParticipantDisconnected(participant=p, reason=reason):
-                    say("alice", f"event: {p.identity!r} disconnected (reason {reason})")
+                    say("alice", f"event: {p.identity!r} disconnected ({reason.name})")
                     check(p.identity == "bob", f"{p.identity!r} left, not bob")
                     break
 
