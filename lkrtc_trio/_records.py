@@ -17,7 +17,13 @@ from typing import Any
 from ._runtime import OwnedHandle
 from ._types import ConnectionQuality
 
-__all__ = ["ParticipantRecord", "PublicationRecord", "release_participant", "release_publication"]
+__all__ = [
+    "ParticipantRecord",
+    "PublicationRecord",
+    "copy_message",
+    "release_participant",
+    "release_publication",
+]
 
 
 @dataclass(eq=False, slots=True)
@@ -59,3 +65,11 @@ def release_participant(rec: ParticipantRecord, *, remote: bool) -> None:
     for pub in rec.publications.values():
         release_publication(pub, remote=remote)
     rec.handle.close()
+
+
+def copy_message(msg: Any) -> Any:
+    """A private copy of a protobuf message (records never share the native
+    event's messages)."""
+    out = type(msg)()
+    out.CopyFrom(msg)
+    return out

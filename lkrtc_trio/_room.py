@@ -38,7 +38,7 @@ from ._participant import (
     RemoteParticipant,
 )
 from ._proto import ffi_pb2, participant_pb2, room_pb2
-from ._records import ParticipantRecord
+from ._records import ParticipantRecord, copy_message
 from ._runtime import Runtime, get_runtime
 from ._session import RoomSession
 from ._state import RoomState
@@ -254,9 +254,8 @@ class Room(metaclass=NoPublicConstructor):
             rt, rt.own(result.room.handle.id, "room"), options.rpc_max_concurrency
         )
         lp = result.local_participant
-        local = LocalParticipant(
-            ParticipantRecord(rt.own(lp.handle.id, "local_participant"), _copy(lp.info)), session
-        )
+        local_rec = ParticipantRecord(rt.own(lp.handle.id, "local_participant"), copy_message(lp.info))
+        local = LocalParticipant(local_rec, session)
         self._state = RoomState(rt, result, local)
         session.on_local_published = lambda pub: self._emit(
             ev.LocalTrackPublished(publication=pub, participant=local)
@@ -267,7 +266,7 @@ class Room(metaclass=NoPublicConstructor):
         self._subs: set[EventSubscription] = set()
         #: identity -> [its arrival event, how many wait_for_participant wait on it]
         self._arrivals: dict[str, list[Any]] = {}
-        self._sink_keys = (session.handle.id, local._rec.handle.id)
+        self._sink_keys = (session.handle.id, local_rec.handle.id)
 
     # -- public state ----------------------------------------------------------------
     @property
@@ -439,9 +438,6 @@ class Room(metaclass=NoPublicConstructor):
         return f"<Room {self.name!r} {self.sid} state={self.connection_state.name}>"
 
     # -- lifecycle ---------------------------------------------------------------------
-    def _check_open(self) -> None:
-        self._session.check_open()
-
     async def _shutdown(self) -> None:
         """Stops the room's tasks, disconnects and releases everything, all
         within one deadline of ``disconnect_timeout``: running RPC handlers get
@@ -521,12 +517,6 @@ class Room(metaclass=NoPublicConstructor):
         self._session.failure = exc
         self._state.connection_state = ConnectionState.CONN_DISCONNECTED
         self._end()
-
-
-def _copy(info: Any) -> Any:
-    out = type(info)()
-    out.CopyFrom(info)
-    return out
 
 
 def _release_connect_result(rt: Runtime, cb: Any) -> None:

@@ -28,6 +28,7 @@ from ._participant import (
 from ._records import (
     ParticipantRecord,
     PublicationRecord,
+    copy_message,
     release_participant,
     release_publication,
 )
@@ -50,12 +51,6 @@ __all__ = ["RoomState"]
 log = logging.getLogger("lkrtc_trio.room")
 
 
-def _copy(info: Any) -> Any:
-    out = type(info)()
-    out.CopyFrom(info)
-    return out
-
-
 class RoomState:
     """Room info, the local participant, remote participants by identity, and
     the connection state, as the native events describe them."""
@@ -67,7 +62,7 @@ class RoomState:
         local: the local participant (built on ``result.local_participant``).
         """
         self._ledger = ledger
-        self.info = _copy(result.room.info)
+        self.info = copy_message(result.room.info)
         self.local: LocalParticipant = local
         self._local_rec: ParticipantRecord = local._rec
         self.remote: dict[str, ParticipantRecord] = {}
@@ -174,13 +169,15 @@ class RoomState:
 
     # -- construction ----------------------------------------------------------------------
     def _new_remote(self, owned: Any) -> ParticipantRecord:
-        rec = ParticipantRecord(self._ledger.own(owned.handle.id, "participant"), _copy(owned.info))
+        handle = self._ledger.own(owned.handle.id, "participant")
+        rec = ParticipantRecord(handle, copy_message(owned.info))
         RemoteParticipant(rec)
         self.remote[str(rec.info.identity)] = rec
         return rec
 
     def _new_publication(self, owned: Any) -> PublicationRecord:
-        rec = PublicationRecord(self._ledger.own(owned.handle.id, "publication"), _copy(owned.info))
+        handle = self._ledger.own(owned.handle.id, "publication")
+        rec = PublicationRecord(handle, copy_message(owned.info))
         RemoteTrackPublication(rec)
         return rec
 
