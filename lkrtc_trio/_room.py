@@ -254,7 +254,8 @@ class Room(metaclass=NoPublicConstructor):
             rt, rt.own(result.room.handle.id, "room"), options.rpc_max_concurrency
         )
         lp = result.local_participant
-        local_rec = ParticipantRecord(rt.own(lp.handle.id, "local_participant"), copy_message(lp.info))
+        local_handle = rt.own(lp.handle.id, "local_participant")
+        local_rec = ParticipantRecord(local_handle, copy_message(lp.info))
         local = LocalParticipant(local_rec, session)
         self._state = RoomState(rt, result, local)
         session.on_local_published = lambda pub: self._emit(
