@@ -266,7 +266,8 @@ class LocalParticipant(Participant):
 
     Every call raises ``RoomClosedError`` once the room is closed (and
     ``RoomDisconnectedError`` / ``NativePanicError`` when something else ended
-    it). Cancelling a call returns at once and leaves nothing pending.
+    it); a call still waiting for the native core when that happens raises it
+    at once. Cancelling a call returns at once and leaves nothing pending.
     """
 
     __slots__ = (
@@ -363,7 +364,7 @@ class LocalParticipant(Participant):
         # Lent without a copy; the dispatcher holds the pin until the
         # completion arrives, even if this call is cancelled.
         pin, msg.data_ptr = rt.pin(data) if size else (None, 0)
-        cb = await rt.request_async(req, "publish_data", pin=pin)
+        cb = await session.request(req, "publish_data", pin=pin)
         if cb.error:
             raise PublishDataError(str(cb.error))
 
@@ -387,7 +388,7 @@ class LocalParticipant(Participant):
         req.publish_sip_dtmf.local_participant_handle = self._rec.handle.id
         req.publish_sip_dtmf.code = code
         req.publish_sip_dtmf.digit = digit.upper()
-        cb = await self._session.rt.request_async(req, "publish_sip_dtmf")
+        cb = await self._session.request(req, "publish_sip_dtmf")
         if cb.error:
             raise PublishDTMFError(str(cb.error))
 
@@ -432,7 +433,7 @@ class LocalParticipant(Participant):
             out.end_time = seg.end_time
             out.final = seg.final
             out.language = seg.language
-        cb = await self._session.rt.request_async(req, "publish_transcription")
+        cb = await self._session.request(req, "publish_transcription")
         if cb.error:
             raise PublishTranscriptionError(str(cb.error))
 
@@ -494,7 +495,7 @@ class LocalParticipant(Participant):
             finally:
                 rt._release(late.publication.handle.id)
 
-        cb = await rt.request_async(req, "publish_track", reaper=unpublish_late)
+        cb = await session.request(req, "publish_track", reaper=unpublish_late)
         if cb.error:
             raise PublishTrackError(str(cb.error))
         info = type(cb.publication.info)()
@@ -531,7 +532,7 @@ class LocalParticipant(Participant):
         msg.local_participant_handle = self._rec.handle.id
         msg.track_sid = track_sid
         msg.stop_on_unpublish = True
-        cb = await session.rt.request_async(req, "unpublish_track")
+        cb = await session.request(req, "unpublish_track")
         if cb.error:
             raise UnpublishTrackError(str(cb.error))
         rec = self._rec.publications.pop(track_sid, None)
@@ -657,7 +658,7 @@ class LocalParticipant(Participant):
         kind = field.removeprefix("set_local_")
         for attempt in range(2):
             seen = self._updates_seen[kind]
-            cb = await self._session.rt.request_async(req, field)
+            cb = await self._session.request(req, field)
             if not cb.error:
                 return
             if "timeout" not in cb.error.lower():
@@ -723,7 +724,7 @@ class LocalParticipant(Participant):
         # The native core waits up to min(7 s, timeout) for the ack, then up to
         # `timeout` for the answer; this limit only guards against a lost one.
         with anyio.move_on_after(2 * timeout + _RPC_GRACE):
-            cb = await self._session.rt.request_async(req, "perform_rpc")
+            cb = await self._session.request(req, "perform_rpc")
             if cb.HasField("error"):
                 raise RpcError._from_proto(cb.error)
             return str(cb.payload)

@@ -410,7 +410,7 @@ class Room(metaclass=NoPublicConstructor):
         self._session.check_open()
         req = ffi_pb2.FfiRequest()
         req.get_session_stats.room_handle = self._session.handle.id
-        cb = await self._session.rt.request_async(req, "get_session_stats")
+        cb = await self._session.request(req, "get_session_stats")
         if cb.error:
             raise NativeError(f"get_rtc_stats failed: {cb.error}")
         return RtcStats(
@@ -431,7 +431,7 @@ class Room(metaclass=NoPublicConstructor):
         req = ffi_pb2.FfiRequest()
         req.simulate_scenario.room_handle = self._session.handle.id
         req.simulate_scenario.scenario = scenario  # type: ignore[assignment]
-        cb = await self._session.rt.request_async(req, "simulate_scenario")
+        cb = await self._session.request(req, "simulate_scenario")
         if cb.HasField("error") and cb.error:
             raise NativeError(f"simulate_scenario failed: {cb.error}")
 
@@ -448,6 +448,7 @@ class Room(metaclass=NoPublicConstructor):
         if session.closed:
             return
         session.closed = True
+        session.end_calls()  # waiting calls raise RoomClosedError now
         budget = self._options.disconnect_timeout
         deadline = anyio.current_time() + budget
         await session.stop_services(min(1.0, budget / 2))
@@ -477,6 +478,7 @@ class Room(metaclass=NoPublicConstructor):
 
     def _end(self) -> None:
         self._session.ended.set()
+        self._session.end_calls()
         for sub in list(self._subs):
             sub._finish(self._session.failure)
         self._subs.clear()

@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._dispatch import Reaper
 from ._errors import NativePanicError, RoomClosedError, RoomDisconnectedError
 from ._rpc import RpcError, RpcInvocationData
 from ._runtime import OwnedHandle, Runtime
@@ -55,11 +56,51 @@ class RoomSession:
         self._queued: MemoryObjectReceiveStream[Invocation] | None = None
         self._active_rpcs = 0
         self._rpcs_idle: anyio.Event | None = None
+        #: cancel scopes of calls waiting in request(), ended with the room
+        self._calls: set[anyio.CancelScope] = set()
         # wired by the local participant and the room
         self.serve_rpc: Callable[[int, RpcInvocationData], Awaitable[None]] | None = None
         self.refuse_rpc: Callable[[int], None] = _ignore
         self.on_local_published: Callable[[Any], None] = _ignore
         self.on_local_unpublished: Callable[[Any], None] = _ignore
+
+    async def request(
+        self, req: Any, field: str, *, reaper: Reaper | None = None, pin: Any = None
+    ) -> Any:
+        """``Runtime.request_async``, bound to the room's life: if the room is
+        closed (by you) or ends (server, network, panic) while the call waits,
+        the call raises that at once (``RoomClosedError``,
+        ``RoomDisconnectedError``, ``NativePanicError``) instead of waiting for
+        a native answer that may take seconds or never come. Its late
+        completion then goes to ``reaper`` (or is dropped).
+
+        Raises:
+            RoomClosedError, RoomDisconnectedError, NativePanicError: as above,
+                also when the room is not open to begin with (``pin`` is then
+                released at once).
+        """
+        try:
+            self.check_open()
+        except BaseException:
+            if pin is not None:
+                self.rt.unpin(pin)
+            raise
+        scope = anyio.CancelScope()
+        self._calls.add(scope)
+        try:
+            with scope:
+                return await self.rt.request_async(req, field, reaper=reaper, pin=pin)
+        finally:
+            self._calls.discard(scope)
+        # only reached when end_calls() cancelled the scope
+        self.check_open()
+        raise RoomClosedError("the room closed while the call was waiting")
+
+    def end_calls(self) -> None:
+        """The room is closing or has ended: calls waiting in :meth:`request`
+        stop waiting (each raises the room's error)."""
+        for scope in list(self._calls):
+            scope.cancel()
 
     def check_open(self) -> None:
         """Raises:

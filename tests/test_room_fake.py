@@ -37,14 +37,14 @@ def fake() -> Iterator[tuple[Runtime, FakeBackend]]:
     yield Runtime(backend), backend
 
 
-def make_room(rt: Runtime) -> Room:
+def make_room(rt: Runtime, options: lk.RoomOptions | None = None) -> Room:
     ev = ffi_pb2.FfiEvent()
     res = ev.connect.result
     res.room.handle.id = ROOM
     res.room.info.name = "fake"
     res.local_participant.handle.id = LOCAL
     res.local_participant.info.identity = "me"
-    room = Room._create(rt, res, lk.RoomOptions())
+    room = Room._create(rt, res, options or lk.RoomOptions())
     for key in room._sink_keys:
         rt.add_sink(key, room)
     return room
@@ -275,3 +275,46 @@ async def test_a_lost_update_answer_counts_only_with_a_server_event(
             await lp.set_metadata("other")
     assert [w for w, _ in backend.sent].count("set_local_metadata") == 4
     room._release()
+
+
+async def test_calls_waiting_when_the_room_closes_raise_at_once(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """Updates, data and RPC calls still waiting for a native answer when the
+    room closes raise RoomClosedError at once, not after the native core's own
+    timeout (or never): the fake backend never answers them."""
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.5))
+    lp = room.local_participant
+    outcomes: dict[str, tuple[str, float]] = {}
+
+    async def call(name: str, fn: Any) -> None:
+        try:
+            await fn()
+            outcomes[name] = ("returned", anyio.current_time())
+        except lk.LiveKitError as exc:
+            outcomes[name] = (type(exc).__name__, anyio.current_time())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "metadata", lambda: lp.set_metadata("m"))
+            tg.start_soon(call, "attributes", lambda: lp.set_attributes({"a": "1"}))
+            tg.start_soon(call, "data", lambda: lp.publish_data(b"x"))
+            tg.start_soon(
+                call,
+                "rpc",
+                lambda: lp.perform_rpc(destination_identity="bob", method="m", payload=""),
+            )
+            await anyio.wait_all_tasks_blocked()
+            assert len(backend.sent) == 4  # all four are waiting for the native core
+            closing = anyio.current_time()
+            await room.disconnect()  # its own disconnect is never answered either
+    assert {name: kind for name, (kind, _) in outcomes.items()} == dict.fromkeys(
+        ("metadata", "attributes", "data", "rpc"), "RoomClosedError"
+    )
+    assert all(at - closing < 0.1 for _, at in outcomes.values())  # not the 0.5 s
+    # the data payload stays lent until the native core completes the send
+    assert rt.dispatcher.pending() == 1 and rt.dispatcher.pinned() == 1
+    [data_id] = [aid for which, aid in backend.sent if which == "publish_data"]
+    deliver(rt, event_bytes(lambda ev: setattr(ev.publish_data, "async_id", data_id)))
+    assert rt.dispatcher.pending() == 0 and rt.dispatcher.pinned() == 0
