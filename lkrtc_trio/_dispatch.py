@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._errors import NativePanicError
+from ._errors import NativePanicError, redact
 from ._proto import ffi_pb2, handle_pb2
 
 __all__ = ["Dispatcher", "EventSink", "Waiter", "owned_handle_ids"]
@@ -292,7 +292,8 @@ class Dispatcher:
         elif which == "logs":
             self._logs(event.logs)
         elif which == "panic":
-            self.fail_all(NativePanicError(f"the native core panicked: {event.panic.message}"))
+            message = redact(event.panic.message)
+            self.fail_all(NativePanicError(f"the native core panicked: {message}"))
         else:
             self._stray(which or "<empty>", 0, event)
 
@@ -342,7 +343,7 @@ class Dispatcher:
                 logger.log(
                     level,
                     "%s",
-                    record.message,
+                    redact(record.message),
                     extra={
                         "native_target": target,
                         "native_module": record.module_path,

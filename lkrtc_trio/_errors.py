@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar, final
 
 T = TypeVar("T")
@@ -31,15 +32,35 @@ class LiveKitError(Exception):
     """Base class of every error raised by lkrtc_trio."""
 
 
+#: An access token (a JWT: three base64url parts, the header's starting with
+#: ``{"``), wherever it appears: a bare token or an ``access_token=`` parameter.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+REDACTED = "<token redacted>"
+
+
+def redact(text: str) -> str:
+    """``text`` with every access token replaced by ``<token redacted>``.
+
+    Applied to every message lkrtc_trio puts in an exception from native text
+    and to every native log record it forwards, at every level: tokens are
+    credentials and must not reach logs or error reports.
+    """
+    if "eyJ" not in text:
+        return text
+    return _JWT.sub(REDACTED, text)
+
+
 @final
 class ConnectError(LiveKitError):
-    """Connecting to a room failed; ``reason`` is the native core's message.
+    """Connecting to a room failed; ``reason`` is the native core's message
+    (with any access token in it redacted).
 
     Raised for a rejected token, an unreachable or malformed URL, and a connect
     that did not finish within ``RoomOptions.connect_timeout``.
     """
 
     def __init__(self, reason: str) -> None:
+        reason = redact(reason)
         super().__init__(reason)
         self.reason = reason
 
