@@ -239,7 +239,12 @@ class RemoteParticipant(Participant):
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TranscriptionSegment:
-    """One segment of a transcription; times in milliseconds."""
+    """One segment of a transcription; times in milliseconds.
+
+    Raises:
+        TypeError: a field of the wrong type.
+        ValueError: a negative time.
+    """
 
     id: str
     text: str
@@ -247,6 +252,20 @@ class TranscriptionSegment:
     end_time: int = 0
     final: bool = False
     language: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("id", "text", "language"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"segment {name} must be a str, not {type(value).__name__}")
+        for name in ("start_time", "end_time"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"segment {name} must be an int, not {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"segment {name} must be >= 0, not {value}")
+        if not isinstance(self.final, bool):
+            raise TypeError(f"segment final must be a bool, not {type(self.final).__name__}")
 
 
 @final
@@ -300,11 +319,11 @@ class LocalParticipant(Participant):
         payload: bytes | bytearray | memoryview | str,
         *,
         reliable: bool = True,
-        destination_identities: Iterable[str] = (),
+        destination_identities: Iterable[str] | None = (),
         topic: str = "",
     ) -> None:
         """Sends a data packet to every participant, or only to
-        ``destination_identities``.
+        ``destination_identities`` (empty or None: everyone).
 
         The payload is handed to the native core without a Python-side copy
         (a ``str`` is encoded to UTF-8 once). Reliable packets are delivered
@@ -337,6 +356,8 @@ class LocalParticipant(Participant):
             size = len(data)
         if not isinstance(topic, str):
             raise TypeError("topic must be a str")
+        if not isinstance(reliable, bool):
+            raise TypeError(f"reliable must be a bool, not {type(reliable).__name__}")
         identities = _identities(destination_identities)
         packet = (
             size
@@ -707,7 +728,11 @@ class LocalParticipant(Participant):
         if len(payload.encode()) > MAX_PAYLOAD_BYTES:
             raise RpcError.built_in(RpcError.ErrorCode.REQUEST_PAYLOAD_TOO_LARGE)
         timeout = _DEFAULT_RPC_TIMEOUT if response_timeout is None else response_timeout
-        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(
+                f"response_timeout must be a number of seconds, not {type(timeout).__name__}"
+            )
+        if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"response_timeout must be a positive number, not {timeout!r}")
         self._session.check_open()
         req = ffi_pb2.FfiRequest()
@@ -872,7 +897,10 @@ class LocalParticipant(Participant):
             )
 
 
-def _identities(value: Iterable[str]) -> list[str]:
+def _identities(value: Iterable[str] | None) -> list[str]:
+    """``destination_identities`` as a list (None or empty: everyone)."""
+    if value is None:
+        return []
     if isinstance(value, (str, bytes)):
         raise TypeError("destination_identities must be a sequence of identities, not a str")
     out = list(value)

@@ -318,3 +318,35 @@ async def test_calls_waiting_when_the_room_closes_raise_at_once(
     [data_id] = [aid for which, aid in backend.sent if which == "publish_data"]
     deliver(rt, event_bytes(lambda ev: setattr(ev.publish_data, "async_id", data_id)))
     assert rt.dispatcher.pending() == 0 and rt.dispatcher.pinned() == 0
+
+
+async def test_bad_input_gets_our_own_clear_errors_and_sends_nothing(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    rt, backend = fake
+    room = make_room(rt)
+    lp = room.local_participant
+    with pytest.raises(TypeError, match="reliable must be a bool"):
+        await lp.publish_data(b"x", reliable="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="response_timeout must be a number"):
+        await lp.perform_rpc(
+            destination_identity="b",
+            method="m",
+            payload="",
+            response_timeout=True,
+        )
+    with pytest.raises(TypeError, match="segment id must be a str"):
+        lk.TranscriptionSegment(id=1, text="t")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="start_time must be >= 0"):
+        lk.TranscriptionSegment(id="s", text="t", start_time=-5)
+    with pytest.raises(TypeError, match="end_time must be an int"):
+        lk.TranscriptionSegment(id="s", text="t", end_time=1.5)  # type: ignore[arg-type]
+    assert backend.sent == []  # refused before anything was sent
+    # None means everyone, like an empty list
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: lp.publish_data(b"x", destination_identities=None))
+        await anyio.wait_all_tasks_blocked()
+        [(which, aid)] = backend.sent
+        assert which == "publish_data"
+        deliver(rt, event_bytes(lambda ev: setattr(ev.publish_data, "async_id", aid)))
+    room._release()
