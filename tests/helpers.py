@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -65,8 +66,13 @@ def _server_participants(server: ServerInfo, room: str) -> dict[str, int]:
         data=json.dumps({"room": room}).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        body = json.load(response)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # no such room (any more): nobody is in it
+            return {}
+        raise
     return {p["identity"]: len(p.get("tracks", [])) for p in body.get("participants", [])}
 
 

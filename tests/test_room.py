@@ -316,3 +316,24 @@ async def test_exceptions_leave_open_room_as_they_were_raised(
     assert caught.value.__context__ is first
     assert not caught.value.__suppress_context__
     await wait_released()
+
+
+async def test_a_storm_of_cancelled_connects_leaves_nothing_anywhere(
+    livekit_server: ServerInfo, livekit_token: TokenFactory, livekit_room_name: str
+) -> None:
+    """100 ``open_room`` calls cancelled after U(0, 60 ms): no handle, no pending
+    request here, and no participant left on the server (its own API says)."""
+    import random
+
+    rng = random.Random(7)
+    url = livekit_server.url
+    entered = 0
+    for i in range(100):
+        with anyio.move_on_after(rng.uniform(0, 0.06)):
+            async with lk.open_room(url, livekit_token(f"storm-{i}")):
+                entered += 1
+                await anyio.sleep_forever()
+    await wait_released(limit=30)
+    view = await wait_server(livekit_server, livekit_room_name, lambda v: not v, limit=20)
+    assert view == {}
+    assert entered < 100  # most were cancelled mid-connect, the case that matters
