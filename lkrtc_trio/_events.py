@@ -90,9 +90,13 @@ class ParticipantDisconnected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataReceived:
-    """A data packet. ``participant`` is None when the server has not yet
-    announced the sender (joins reach others in batches, up to 3 s late);
-    ``participant_identity`` is always set."""
+    """A data packet.
+
+    ``participant`` is None, and ``participant_identity`` is ``""``, when the
+    native core has not yet learned who sent it: the server announces a new
+    participant to the others in batches, up to about 3 s after it joined, and
+    a packet it sends before that arrives without a known sender. Otherwise
+    both are set."""
 
     payload: bytes
     participant: RemoteParticipant | None
@@ -103,7 +107,8 @@ class DataReceived:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SipDTMFReceived:
-    """A SIP DTMF tone event; see :class:`DataReceived` for ``participant``."""
+    """A SIP DTMF tone event; see :class:`DataReceived` for ``participant`` and
+    ``participant_identity``."""
 
     code: int
     digit: str
