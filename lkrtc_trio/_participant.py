@@ -371,7 +371,6 @@ class LocalParticipant(Participant):
                 f"{MAX_DATA_BYTES} bytes; nothing was sent"
             )
         session = self._session
-        session.check_open()
         rt = session.rt
         req = ffi_pb2.FfiRequest()
         msg = req.publish_data
@@ -404,7 +403,6 @@ class LocalParticipant(Participant):
             raise PublishDTMFError(f"DTMF code must be an int from 0 to 15, not {code!r}")
         if not isinstance(digit, str) or len(digit) != 1 or digit.upper() != _DTMF[code]:
             raise PublishDTMFError(f"DTMF digit {digit!r} does not match code {code}")
-        self._session.check_open()
         req = ffi_pb2.FfiRequest()
         req.publish_sip_dtmf.local_participant_handle = self._rec.handle.id
         req.publish_sip_dtmf.code = code
@@ -440,7 +438,6 @@ class LocalParticipant(Participant):
         for seg in transcription.segments:
             if not isinstance(seg, TranscriptionSegment):
                 raise TypeError("segments must be TranscriptionSegment objects")
-        self._session.check_open()
         req = ffi_pb2.FfiRequest()
         msg = req.publish_transcription
         msg.local_participant_handle = self._rec.handle.id
@@ -734,7 +731,6 @@ class LocalParticipant(Participant):
             )
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"response_timeout must be a positive number, not {timeout!r}")
-        self._session.check_open()
         req = ffi_pb2.FfiRequest()
         msg = req.perform_rpc
         msg.local_participant_handle = self._rec.handle.id

@@ -407,7 +407,6 @@ class Room(metaclass=NoPublicConstructor):
 
         Cancellation: returns at once; the late answer is dropped.
         """
-        self._session.check_open()
         req = ffi_pb2.FfiRequest()
         req.get_session_stats.room_handle = self._session.handle.id
         cb = await self._session.request(req, "get_session_stats")
@@ -427,7 +426,6 @@ class Room(metaclass=NoPublicConstructor):
 
         Cancellation: returns at once; the scenario may still run.
         """
-        self._session.check_open()
         req = ffi_pb2.FfiRequest()
         req.simulate_scenario.room_handle = self._session.handle.id
         req.simulate_scenario.scenario = scenario  # type: ignore[assignment]

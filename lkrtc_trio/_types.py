@@ -235,7 +235,7 @@ def _flatten(msg: Any, prefix: str, out: dict[str, Any]) -> None:
         key = prefix + desc.name
         if desc.message_type is not None:
             if desc.is_repeated:
-                out[key] = tuple(_plain(v) for v in value)
+                out[key] = tuple(plain_fields(v) for v in value)
             elif desc.message_type.GetOptions().map_entry:
                 out[key] = dict(value)
             else:
@@ -246,13 +246,9 @@ def _flatten(msg: Any, prefix: str, out: dict[str, Any]) -> None:
             out[key] = value
 
 
-def _plain(msg: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    _flatten(msg, "", out)
-    return out
-
-
 def plain_fields(msg: Any) -> dict[str, Any]:
     """A protobuf message's set fields as plain Python values (nested messages
     flattened to dotted keys)."""
-    return _plain(msg)
+    out: dict[str, Any] = {}
+    _flatten(msg, "", out)
+    return out
