@@ -55,6 +55,7 @@ class RoomSession:
         self._invocations: MemoryObjectSendStream[Invocation] | None = None
         self._queued: MemoryObjectReceiveStream[Invocation] | None = None
         self._active_rpcs = 0
+        self._admitted = 0  # invocations queued or running
         self._rpcs_idle: anyio.Event | None = None
         #: cancel scopes of calls waiting in request(), ended with the room
         self._calls: set[anyio.CancelScope] = set()
@@ -129,7 +130,10 @@ class RoomSession:
         callback, outside any task, where anyio cannot start tasks).
         """
         limit = self._rpc_limit
-        send, recv = anyio.create_memory_object_stream[Invocation](limit)
+        # Admission is counted here (``_admitted``), not left to the channel's
+        # buffer: a burst that arrives before this task runs would otherwise
+        # get limit + 1 slots instead of limit running + limit waiting.
+        send, recv = anyio.create_memory_object_stream[Invocation](2 * limit)
         running = anyio.Semaphore(limit)
         async with anyio.create_task_group() as tg, recv:
             self._tg = tg
@@ -150,6 +154,7 @@ class RoomSession:
         finally:
             running.release()
             self._active_rpcs -= 1
+            self._admitted -= 1
             if not self._active_rpcs and self._rpcs_idle is not None:
                 self._rpcs_idle.set()
 
@@ -159,15 +164,16 @@ class RoomSession:
         send = self._invocations
         if send is None or self.closed:
             return RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED)
-        try:
-            send.send_nowait((invocation_id, data))
-        except anyio.WouldBlock:
+        if self._admitted >= 2 * self._rpc_limit:
             return RpcError(
                 RpcError.ErrorCode.APPLICATION_ERROR,
                 "recipient overloaded: too many RPC invocations in progress",
             )
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        try:
+            send.send_nowait((invocation_id, data))
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             return RpcError.built_in(RpcError.ErrorCode.RECIPIENT_DISCONNECTED)
+        self._admitted += 1
         return None
 
     async def stop_services(self, limit: float) -> None:
@@ -189,6 +195,7 @@ class RoomSession:
                     invocation_id, _ = queued.receive_nowait()
                 except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                     break
+                self._admitted -= 1
                 self.refuse_rpc(invocation_id)
         if self._active_rpcs:
             self._rpcs_idle = anyio.Event()

@@ -350,3 +350,56 @@ async def test_bad_input_gets_our_own_clear_errors_and_sends_nothing(
         assert which == "publish_data"
         deliver(rt, event_bytes(lambda ev: setattr(ev.publish_data, "async_id", aid)))
     room._release()
+
+
+async def test_a_burst_of_invocations_gets_limit_running_plus_limit_waiting(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """Invocations that arrive in one burst (one dispatcher pass, before the
+    service task runs) are admitted exactly like a trickle: ``limit`` run,
+    ``limit`` wait, the rest are refused "recipient overloaded" at once."""
+    from lkrtc_trio._session import RoomSession
+
+    rt, _ = fake
+    limit = 3
+    session = RoomSession(rt, rt.own(ROOM, "room"), limit)
+    release = anyio.Event()
+    served: list[int] = []
+    most = running = 0
+
+    async def serve(invocation_id: int, data: Any) -> None:
+        nonlocal most, running
+        running += 1
+        most = max(most, running)
+        try:
+            await release.wait()
+        finally:
+            running -= 1
+        served.append(invocation_id)
+
+    session.serve_rpc = serve
+    data = lk.RpcInvocationData("req", "caller", "payload", 10.0, "m")
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(session.run_services)
+            answers = [session.queue_rpc(i, data) for i in range(10)]  # one burst
+            refused = [i for i, a in enumerate(answers) if a is not None]
+            assert refused == list(range(2 * limit, 10))
+            assert all(
+                a.code == lk.RpcError.ErrorCode.APPLICATION_ERROR and "overloaded" in a.message
+                for a in answers
+                if a is not None
+            )
+            await anyio.wait_all_tasks_blocked()
+            assert running == limit
+            # still full: the waiting ones count until they are served
+            assert session.queue_rpc(99, data) is not None
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+            assert sorted(served) == list(range(2 * limit))
+            assert session.queue_rpc(100, data) is None  # room again
+            await anyio.wait_all_tasks_blocked()
+            assert served[-1] == 100
+            tg.cancel_scope.cancel()
+    session.handle.close()
+    assert most == limit
