@@ -56,6 +56,7 @@ from ._events import ParticipantPermissionChanged as ParticipantPermissionChange
 from ._events import ParticipantsUpdated as ParticipantsUpdated
 from ._events import Reconnected as Reconnected
 from ._events import Reconnecting as Reconnecting
+from ._events import ReliableDataMayBeLost as ReliableDataMayBeLost
 from ._events import RoomEvent as RoomEvent
 from ._events import RoomMetadataChanged as RoomMetadataChanged
 from ._events import RoomSidChanged as RoomSidChanged
@@ -116,6 +117,7 @@ from ._types import ParticipantState as ParticipantState
 from ._types import RoomInfo as RoomInfo
 from ._types import RtcStat as RtcStat
 from ._types import RtcStats as RtcStats
+from ._types import SimulateScenario as SimulateScenario
 from ._video import VideoBufferType as VideoBufferType
 from ._video import VideoFrame as VideoFrame
 from ._video import VideoRotation as VideoRotation

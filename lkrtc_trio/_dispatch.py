@@ -21,7 +21,7 @@ Nothing is broadcast, nothing is delivered to a consumer it does not belong to.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import anyio
@@ -190,6 +190,7 @@ class Dispatcher:
         #: pins of requests that never completed because the native core
         #: panicked: never released (a native thread may still read them)
         self._pins_after_panic: list[Any] = []
+        self.retired_count = 0
         self._sinks: dict[int, EventSink] = {}
         self.panic: NativePanicError | None = None
         self.stray_count = 0
@@ -232,6 +233,23 @@ class Dispatcher:
         self._waiters.pop(async_id, None)
         if reaper is not None or async_id in self._pins:
             self._reapers[async_id] = reaper
+
+    def is_pending(self, async_id: int) -> bool:
+        return async_id in self._waiters or async_id in self._reapers
+
+    def retire(self, async_ids: Iterable[int]) -> int:
+        """Stops counting abandoned requests that the native core may never
+        complete (their room is gone) as pending. A late completion is then a
+        stray (its handles are released); a lent buffer stays lent until that
+        completion, or for good: the native core may still hold the pointer.
+        Returns how many were retired."""
+        n = 0
+        for async_id in async_ids:
+            if async_id in self._reapers:
+                del self._reapers[async_id]
+                n += 1
+        self.retired_count += n
+        return n
 
     def discard_waiter(self, async_id: int) -> None:
         """Forgets ``async_id`` (the request was never sent): its pin, if any,

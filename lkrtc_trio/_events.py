@@ -60,6 +60,7 @@ __all__ = [
     "ParticipantsUpdated",
     "Reconnected",
     "Reconnecting",
+    "ReliableDataMayBeLost",
     "RoomEvent",
     "RoomMetadataChanged",
     "RoomSidChanged",
@@ -214,6 +215,37 @@ class Reconnecting:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconnected:
     pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReliableDataMayBeLost:
+    """Reliable packets this participant sent during a reconnection may not
+    have arrived, although their ``publish_data`` calls succeeded (the native
+    core reports nothing). They are the reliable ``publish_data`` calls
+    numbered ``first_sequence`` to ``last_sequence`` (the numbers those calls
+    returned; ``count`` of them), accepted by the native core between
+    ``since`` and ``until`` (``time.monotonic()`` values): from 20 s before
+    ``Reconnecting`` until the room had settled.
+
+    Emitted once per reconnection that had reliable sends in that window,
+    when the room has settled: right after ``Reconnected``, or, when
+    participants that were in the room before are still missing, as soon as
+    they have all rejoined (at most 10 s after ``Reconnected``; packets sent
+    to a participant that is itself rejoining are dropped by the server).
+
+    The native core cannot say whether it resumed the old connection (the
+    packets normally arrive) or rejoined afresh (those sent between the link's
+    failure and ``Reconnecting`` are lost), so the range is a superset of what
+    was lost. Resend what matters, with an id of your own so that receivers
+    can drop duplicates. Packets lost because a *receiver's* own link failed
+    are not reported here (its room sees ``Reconnecting``; senders see it
+    leave and rejoin)."""
+
+    first_sequence: int
+    last_sequence: int
+    count: int
+    since: float
+    until: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -373,6 +405,7 @@ RoomEvent: TypeAlias = (
     | ConnectionStateChanged
     | Reconnecting
     | Reconnected
+    | ReliableDataMayBeLost
     | Disconnected
     | RoomMetadataChanged
     | RoomSidChanged

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
@@ -321,14 +322,21 @@ class LocalParticipant(Participant):
         reliable: bool = True,
         destination_identities: Iterable[str] | None = (),
         topic: str = "",
-    ) -> None:
+    ) -> int | None:
         """Sends a data packet to every participant, or only to
         ``destination_identities`` (empty or None: everyone).
 
         The payload is handed to the native core without a Python-side copy
         (a ``str`` is encoded to UTF-8 once). Reliable packets are delivered
-        in order; packets sent during a connection loss long enough to force
-        a full reconnect can be lost without an error (a known limit).
+        in order, without duplicates. A reconnection can lose some of them
+        although their calls succeeded (the native core reports nothing);
+        lkrtc_trio then emits ``ReliableDataMayBeLost`` right after
+        ``Reconnected``, with the range of sequence numbers concerned.
+
+        Returns:
+            For a reliable packet, its sequence number in this room (1, 2,
+            ...; what ``ReliableDataMayBeLost`` refers to); None for a lossy
+            one.
 
         Raises:
             PublishDataError: the packet would exceed ``MAX_DATA_BYTES`` (see
@@ -336,6 +344,9 @@ class LocalParticipant(Participant):
                 sending failed.
             TypeError: a payload, topic or identity of the wrong type.
             RoomClosedError: the room is closed.
+            RoomDisconnectedError: the room ended while the call waited (for
+                instance it was still reconnecting after
+                ``RoomOptions.reconnect_timeout``).
 
         Cancellation: returns at once; the packet is still sent, with the
         bytes the buffer held when the call was made (the native core copies
@@ -384,9 +395,19 @@ class LocalParticipant(Participant):
         # Lent without a copy; the dispatcher holds the pin until the
         # completion arrives, even if this call is cancelled.
         pin, msg.data_ptr = rt.pin(data) if size else (None, 0)
-        cb = await session.request(req, "publish_data", pin=pin)
+        if not reliable:
+            cb = await session.request(req, "publish_data", pin=pin)
+            if cb.error:
+                raise PublishDataError(str(cb.error))
+            return None
+        seq = session.ledger.begin()
+        try:
+            cb = await session.request(req, "publish_data", pin=pin)
+        finally:
+            session.ledger.accepted(seq, time.monotonic())
         if cb.error:
             raise PublishDataError(str(cb.error))
+        return seq
 
     async def publish_dtmf(self, *, code: int, digit: str) -> None:
         """Sends a SIP DTMF tone event (RFC 4733: codes 0-9 are the digits,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from ._types import (
     RoomInfo,
     RtcStat,
     RtcStats,
+    SimulateScenario,
 )
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -86,6 +88,17 @@ class RoomOptions:
             invocations wait in a queue. An invocation beyond both is answered
             at once with APPLICATION_ERROR (1500, "recipient overloaded")
             instead of letting its caller time out.
+        reconnect_timeout: seconds the room may stay reconnecting (from the
+            ``Reconnecting`` event, default 30) before lkrtc_trio gives up: it
+            then emits ``ConnectionStateChanged(CONN_DISCONNECTED)`` and
+            ``Disconnected(CONNECTION_TIMEOUT)``, ends the room and tells the
+            native core to stop. Calls made while the room reconnects
+            (``publish_data``, updates, ``perform_rpc``...) wait in lkrtc_trio,
+            not in the native core: they are sent, in call order, at
+            ``Reconnected``, or raise ``RoomDisconnectedError`` when the room
+            gives up, so none waits longer than this. None: leave it to the
+            native core (measured: ``Disconnected`` 25-30 s after a server
+            crash; a partition is retried for minutes).
     """
 
     auto_subscribe: bool = True
@@ -97,6 +110,7 @@ class RoomOptions:
     disconnect_timeout: float = 5.0
     events_max_buffer: int = 256
     rpc_max_concurrency: int = 64
+    reconnect_timeout: float | None = 30.0
 
     def __post_init__(self) -> None:
         if self.connect_timeout is not None and not (
@@ -111,6 +125,12 @@ class RoomOptions:
             raise ValueError("events_max_buffer must be >= 1")
         if self.rpc_max_concurrency < 1:
             raise ValueError("rpc_max_concurrency must be >= 1")
+        if self.reconnect_timeout is not None and not (
+            math.isfinite(self.reconnect_timeout) and self.reconnect_timeout > 0
+        ):
+            raise ValueError(
+                f"reconnect_timeout must be positive, not {self.reconnect_timeout!r}"
+            )
 
     def _fill(self, msg: Any) -> None:
         msg.auto_subscribe = self.auto_subscribe
@@ -251,8 +271,15 @@ class Room(metaclass=NoPublicConstructor):
         rt = runtime
         self._options = options
         session = self._session = RoomSession(
-            rt, rt.own(result.room.handle.id, "room"), options.rpc_max_concurrency
+            rt,
+            rt.own(result.room.handle.id, "room"),
+            options.rpc_max_concurrency,
+            options.reconnect_timeout,
         )
+        session.give_up = self._give_up
+        session.on_settled = self._settle
+        self._peers_before: set[str] = set()
+        self._departed: dict[str, float] = {}  # identity -> when it left
         lp = result.local_participant
         local_handle = rt.own(lp.handle.id, "local_participant")
         local_rec = ParticipantRecord(local_handle, copy_message(lp.info))
@@ -417,10 +444,12 @@ class Room(metaclass=NoPublicConstructor):
             subscriber_stats=tuple(RtcStat._from_proto(x) for x in cb.result.subscriber_stats),
         )
 
-    async def simulate_scenario(self, scenario: int) -> None:
-        """Triggers a reconnection scenario (``SimulateScenarioKind`` value), for tests.
+    async def simulate_scenario(self, scenario: SimulateScenario) -> None:
+        """Triggers a fault, for tests: the events that follow are those of
+        the real fault (``Reconnecting``/``Reconnected``, ``Disconnected``...).
 
         Raises:
+            ValueError: ``scenario`` is not a :class:`SimulateScenario`.
             RoomClosedError / RoomDisconnectedError: the room is not connected.
             NativeError: the native core refused it.
 
@@ -428,7 +457,9 @@ class Room(metaclass=NoPublicConstructor):
         """
         req = ffi_pb2.FfiRequest()
         req.simulate_scenario.room_handle = self._session.handle.id
-        req.simulate_scenario.scenario = scenario  # type: ignore[assignment]
+        if isinstance(scenario, bool) or scenario not in SimulateScenario._value2member_map_:
+            raise ValueError(f"unknown scenario {scenario!r}; use SimulateScenario")
+        req.simulate_scenario.scenario = int(scenario)  # type: ignore[assignment]
         cb = await self._session.request(req, "simulate_scenario")
         if cb.HasField("error") and cb.error:
             raise NativeError(f"simulate_scenario failed: {cb.error}")
@@ -464,6 +495,32 @@ class Room(metaclass=NoPublicConstructor):
                 session.disconnect_reason = CLIENT_INITIATED
         self._release()
 
+    async def _give_up(self) -> None:
+        """Reconnecting lasted ``reconnect_timeout``: the room ends now, as if
+        the server had disconnected it, and the native core is told to stop
+        (bounded by ``disconnect_timeout``; the handles are released when the
+        ``open_room`` block ends, as always)."""
+        session = self._session
+        log.warning(
+            "room %r: still reconnecting after %.1f s, disconnecting",
+            self.name,
+            self._options.reconnect_timeout,
+        )
+        session.disconnect_reason = int(DisconnectReason.CONNECTION_TIMEOUT)
+        self._state.connection_state = ConnectionState.CONN_DISCONNECTED
+        self._emit(ev.ConnectionStateChanged(state=ConnectionState.CONN_DISCONNECTED))
+        self._emit(ev.Disconnected(reason=DisconnectReason.CONNECTION_TIMEOUT))
+        self._end()
+        req = ffi_pb2.FfiRequest()
+        req.disconnect.room_handle = session.handle.id
+        req.disconnect.reason = CLIENT_INITIATED
+        with anyio.move_on_after(self._options.disconnect_timeout):
+            try:
+                await session.rt.request_async(req, "disconnect")
+                await session.eos.wait()
+            except LiveKitError as exc:
+                log.warning("disconnect failed: %s", exc)
+
     def _release(self) -> None:
         """Unroutes and releases every native handle; ends subscriptions."""
         session = self._session
@@ -473,6 +530,14 @@ class Room(metaclass=NoPublicConstructor):
         self._state.release_all()
         session.handle.close()
         self._end()
+        retired = session.retire_abandoned()
+        if retired:
+            log.warning(
+                "room %r closed with %d abandoned requests unanswered; their buffers "
+                "stay lent until (if ever) the native core answers",
+                self.name,
+                retired,
+            )
 
     def _end(self) -> None:
         self._session.ended.set()
@@ -512,7 +577,58 @@ class Room(metaclass=NoPublicConstructor):
                 entry[0].set()
         elif isinstance(out, ev.Disconnected):
             self._session.disconnect_reason = int(out.reason)
+        elif isinstance(out, ev.ParticipantDisconnected):
+            now = time.monotonic()
+            if len(self._departed) > 64:
+                self._departed = {w: t for w, t in self._departed.items() if t > now - 5.0}
+            self._departed[out.participant.identity] = now
+        elif isinstance(out, ev.Reconnecting):
+            if not self._session.ledger.in_episode:
+                # who should be back before the room counts as settled: those
+                # here now, and those the native core just removed (a full
+                # reconnect removes everyone right before Reconnecting)
+                recent = time.monotonic() - 5.0
+                self._peers_before = set(self._state.remote) | {
+                    who for who, at in self._departed.items() if at >= recent
+                }
+            self._session.set_reconnecting(True)
+        elif isinstance(out, ev.Reconnected):
+            self._session.set_reconnecting(False)
+            self._emit(out)
+            self._settle_if_back()
+            return
         self._emit(out)
+        if isinstance(out, ev.ParticipantConnected):
+            self._settle_if_back()
+
+    def _settle_if_back(self) -> None:
+        session = self._session
+        if session.settle_deadline is not None and self._peers_before <= set(self._state.remote):
+            self._settle()
+
+    def _settle(self) -> None:
+        """The reconnected room has settled: report what may have been lost."""
+        self._peers_before = set()
+        self._departed.clear()
+        at_risk = self._session.settle()
+        if at_risk is None:
+            return
+        log.warning(
+            "room %r reconnected: reliable packets %d-%d (%d) may be lost",
+            self.name,
+            at_risk.first_sequence,
+            at_risk.last_sequence,
+            at_risk.count,
+        )
+        self._emit(
+            ev.ReliableDataMayBeLost(
+                first_sequence=at_risk.first_sequence,
+                last_sequence=at_risk.last_sequence,
+                count=at_risk.count,
+                since=at_risk.since,
+                until=at_risk.until,
+            )
+        )
 
     def on_native_failure(self, exc: BaseException) -> None:
         self._session.failure = exc

@@ -15,7 +15,7 @@ import weakref
 from typing import Any, final
 
 from ._bridge import Bridge
-from ._dispatch import Dispatcher, EventSink, Reaper
+from ._dispatch import Dispatcher, EventSink, Reaper, Waiter
 from ._errors import NativeError
 from ._native import NativeBackend, load_native, set_event_sink
 from ._proto import ffi_pb2
@@ -185,10 +185,28 @@ class Runtime:
         be cancelled, so its late completion goes to ``reaper`` (or is dropped
         and its handles released).
         """
+        async_id, waiter = self.submit(req, field, pin=pin)
+        return await self.wait(async_id, waiter, reaper)
+
+    def submit(
+        self, req: Any, field: str, *, pin: Any = None, attach: bool = True
+    ) -> tuple[int, Waiter]:
+        """The synchronous half of :meth:`request_async`: registers a waiter
+        and sends the request. ``attach=False`` (from the dispatcher, outside
+        any task) requires the loop to be attached already. The caller must
+        :meth:`wait` for the returned waiter (or abandon it).
+
+        Raises:
+            NativeError, NativePanicError: as :meth:`request_async`; nothing is
+                left pending (and ``pin`` is released) when it raises.
+        """
         bridge = self.bridge
         dispatcher = self.dispatcher
         try:
-            bridge.attach()
+            if attach:
+                bridge.attach()
+            elif not bridge.attached:
+                raise RuntimeError("submit(attach=False) before the loop was attached")
             async_id = self.next_async_id()
             getattr(req, field).request_async_id = async_id
             dispatcher.new_event = bridge.new_event
@@ -202,13 +220,19 @@ class Runtime:
         except BaseException:
             dispatcher.discard_waiter(async_id)
             raise
+        got = getattr(resp, field).async_id
+        if got != async_id:
+            dispatcher.abandon(async_id, waiter, None)
+            raise NativeError(f"the native core answered {field} #{async_id} as #{got}")
+        return async_id, waiter
+
+    async def wait(self, async_id: int, waiter: Waiter, reaper: Reaper | None = None) -> Any:
+        """The waiting half of :meth:`request_async`, for a :meth:`submit`.
+        Cancellation: as :meth:`request_async`."""
         try:
-            got = getattr(resp, field).async_id
-            if got != async_id:
-                raise NativeError(f"the native core answered {field} #{async_id} as #{got}")
             return await waiter.wait()
         except BaseException:
-            dispatcher.abandon(async_id, waiter, reaper)
+            self.dispatcher.abandon(async_id, waiter, reaper)
             raise
 
     def add_sink(self, handle: int, sink: EventSink) -> None:

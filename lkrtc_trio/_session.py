@@ -11,6 +11,8 @@ plain callables.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, final
 
@@ -18,14 +20,19 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._dispatch import Reaper
+from ._dispatch import Reaper, Waiter
 from ._errors import NativePanicError, RoomClosedError, RoomDisconnectedError
+from ._ledger import AtRisk, SendLedger
 from ._rpc import RpcError, RpcInvocationData
 from ._runtime import OwnedHandle, Runtime
 
 __all__ = ["RoomSession"]
 
 log = logging.getLogger("lkrtc_trio.room")
+
+#: seconds after ``Reconnected`` that the room waits for the participants that
+#: were there before to rejoin, before it reports what may have been lost
+SETTLE_LIMIT = 10.0
 
 Invocation = tuple[int, RpcInvocationData]
 
@@ -35,14 +42,46 @@ def _ignore(_: Any) -> None:
 
 
 @final
+class _Deferred:
+    """A call held while the room reconnects."""
+
+    __slots__ = ("error", "field", "pin", "ready", "req", "submitted", "waiting")
+
+    def __init__(self, req: Any, field: str, pin: Any, ready: Any) -> None:
+        self.req = req
+        self.field = field
+        self.pin = pin
+        self.ready = ready
+        self.waiting = True
+        self.submitted: tuple[int, Waiter] | None = None
+        self.error: BaseException | None = None
+
+
+@final
 class RoomSession:
     """See the module docstring. Created by the room; every method runs on the
     event loop."""
 
-    def __init__(self, rt: Runtime, handle: OwnedHandle, rpc_max_concurrency: int) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        handle: OwnedHandle,
+        rpc_max_concurrency: int,
+        reconnect_timeout: float | None = None,
+    ) -> None:
         self.rt = rt
         self.handle = handle
         self._rpc_limit = rpc_max_concurrency
+        self._reconnect_timeout = reconnect_timeout
+        #: ``time.monotonic()`` of the ``Reconnecting`` event, None while connected
+        self.reconnecting_since: float | None = None
+        #: ``time.monotonic()`` by which a reconnected room counts as settled
+        self.settle_deadline: float | None = None
+        # replaced from the dispatcher (outside any task): the loop's own
+        # event class, which works there on asyncio too (anyio's does not)
+        self._reconnect_changed: Any = rt.dispatcher.new_event()
+        #: reliable data sends, for what a reconnection may have lost
+        self.ledger = SendLedger()
         #: you closed the room (disconnect() or the block ended)
         self.closed = False
         #: the native core panicked
@@ -57,6 +96,10 @@ class RoomSession:
         self._active_rpcs = 0
         self._admitted = 0  # invocations queued or running
         self._rpcs_idle: anyio.Event | None = None
+        #: calls held while reconnecting, in call order
+        self._deferred: deque[_Deferred] = deque()
+        #: async ids of this room's calls whose callers gave up before the answer
+        self._abandoned: set[int] = set()
         #: cancel scopes of calls waiting in request(), ended with the room
         self._calls: set[anyio.CancelScope] = set()
         # wired by the local participant and the room
@@ -64,6 +107,10 @@ class RoomSession:
         self.refuse_rpc: Callable[[int], None] = _ignore
         self.on_local_published: Callable[[Any], None] = _ignore
         self.on_local_unpublished: Callable[[Any], None] = _ignore
+        #: the room's reaction when reconnecting lasted reconnect_timeout
+        self.give_up: Callable[[], Awaitable[None]] | None = None
+        #: the room's reaction when a reconnected room's settle deadline passed
+        self.on_settled: Callable[[], None] | None = None
 
     async def request(
         self, req: Any, field: str, *, reaper: Reaper | None = None, pin: Any = None
@@ -88,14 +135,75 @@ class RoomSession:
             raise
         scope = anyio.CancelScope()
         self._calls.add(scope)
+        deferred: _Deferred | None = None
+        submitted: tuple[int, Waiter] | None = None
+        handed = False  # rt.wait owns the waiter (and abandons it if cancelled)
         try:
             with scope:
-                return await self.rt.request_async(req, field, reaper=reaper, pin=pin)
+                if self.reconnecting_since is None and self.settle_deadline is None:
+                    submitted = self.rt.submit(req, field, pin=pin)
+                else:
+                    # Held here, not in the native core, until the room is
+                    # back and settled (sent then, in call order) or ends.
+                    deferred = _Deferred(req, field, pin, self.rt.dispatcher.new_event())
+                    self._deferred.append(deferred)
+                    await deferred.ready.wait()
+                    if deferred.error is not None:
+                        raise deferred.error
+                    submitted = deferred.submitted
+                assert submitted is not None
+                async_id, waiter = submitted
+                handed = True
+                try:
+                    return await self.rt.wait(async_id, waiter, reaper)
+                except BaseException:
+                    self._note_abandoned(async_id)
+                    raise
         finally:
             self._calls.discard(scope)
+            if deferred is not None and deferred.waiting:
+                # never sent: forget it and release its buffer
+                deferred.waiting = False
+                self._deferred.remove(deferred)
+                if pin is not None:
+                    self.rt.unpin(pin)
+            if deferred is not None:
+                submitted = deferred.submitted
+            if submitted is not None and not handed:
+                # sent, but this call was cancelled before it could wait
+                self.rt.dispatcher.abandon(submitted[0], submitted[1], reaper)
+                self._note_abandoned(submitted[0])
         # only reached when end_calls() cancelled the scope
         self.check_open()
         raise RoomClosedError("the room closed while the call was waiting")
+
+    def _note_abandoned(self, async_id: int) -> None:
+        abandoned = self._abandoned
+        abandoned.add(async_id)
+        if len(abandoned) > 1024:  # forget those completed since
+            pending = self.rt.dispatcher.is_pending
+            self._abandoned = {i for i in abandoned if pending(i)}
+
+    def send_deferred(self) -> None:
+        """From the dispatcher, at ``Reconnected``: sends the calls held while
+        reconnecting, in call order (each caller then waits for its answer)."""
+        deferred, self._deferred = self._deferred, deque()
+        for entry in deferred:
+            entry.waiting = False
+            try:
+                entry.submitted = self.rt.submit(
+                    entry.req, entry.field, pin=entry.pin, attach=False
+                )
+            except BaseException as exc:  # the caller raises it
+                entry.error = exc
+            entry.ready.set()
+
+    def retire_abandoned(self) -> int:
+        """At release: requests of this room that were abandoned and that the
+        native core will never answer now are forgotten (see
+        ``Dispatcher.retire``)."""
+        abandoned, self._abandoned = self._abandoned, set()
+        return self.rt.dispatcher.retire(abandoned)
 
     def end_calls(self) -> None:
         """The room is closing or has ended: calls waiting in :meth:`request`
@@ -139,11 +247,64 @@ class RoomSession:
             self._tg = tg
             self._invocations = send
             self._queued = recv
+            tg.start_soon(self._watch_reconnect, self._reconnect_timeout)
             task_status.started()
             async for invocation_id, data in recv:
                 await running.acquire()
                 self._active_rpcs += 1
                 tg.start_soon(self._serve_rpc, running, invocation_id, data)
+
+    def set_reconnecting(self, reconnecting: bool) -> None:
+        """From the dispatcher: the native core reported ``Reconnecting``
+        (True) or ``Reconnected`` (False). After ``Reconnected`` the room has
+        ``SETTLE_LIMIT`` seconds to settle (see :meth:`settle`); calls wait
+        until then."""
+        now = time.monotonic()
+        if reconnecting:
+            self.reconnecting_since = self.reconnecting_since or now
+            self.settle_deadline = None
+            self.ledger.reconnecting(now)
+        else:
+            self.reconnecting_since = None
+            self.settle_deadline = now + SETTLE_LIMIT
+        self._wake_watcher()
+
+    def settle(self) -> AtRisk | None:
+        """The room is back and every participant that was there before has
+        rejoined (or ``SETTLE_LIMIT`` passed): the calls held meanwhile are
+        sent; returns the reliable packets the episode may have lost, if
+        any."""
+        self.settle_deadline = None
+        self._wake_watcher()
+        at_risk = self.ledger.settled(time.monotonic())
+        self.send_deferred()
+        return at_risk
+
+    def _wake_watcher(self) -> None:
+        changed, self._reconnect_changed = self._reconnect_changed, self.rt.dispatcher.new_event()
+        changed.set()
+
+    async def _watch_reconnect(self, limit: float | None) -> None:
+        """Gives up on a reconnect that lasts ``limit`` seconds (None: never),
+        and settles a reconnected room at its deadline."""
+        while True:
+            changed = self._reconnect_changed
+            since, settle_at = self.reconnecting_since, self.settle_deadline
+            give_up_at = None if since is None or limit is None else since + limit
+            due = min((t for t in (give_up_at, settle_at) if t is not None), default=None)
+            if due is None:
+                await changed.wait()
+                continue
+            with anyio.move_on_after(due - time.monotonic()):
+                await changed.wait()
+                continue
+            if due == settle_at:
+                if self.on_settled is not None:
+                    self.on_settled()
+                continue
+            if self.give_up is not None and not self.ended.is_set():
+                await self.give_up()
+            return
 
     async def _serve_rpc(
         self, running: anyio.Semaphore, invocation_id: int, data: RpcInvocationData

@@ -28,6 +28,7 @@ __all__ = [
     "RoomInfo",
     "RtcStat",
     "RtcStats",
+    "SimulateScenario",
 ]
 
 
@@ -80,6 +81,20 @@ class DisconnectReason(_Open):
     CONNECTION_TIMEOUT = 14
     MEDIA_FAILURE = 15
     AGENT_ERROR = 16
+
+
+class SimulateScenario(_Open):
+    """What :meth:`Room.simulate_scenario` makes the native core or the server do."""
+
+    SIMULATE_SIGNAL_RECONNECT = 0  # close the signal connection: a resume
+    SIMULATE_SPEAKER = 1
+    SIMULATE_NODE_FAILURE = 2
+    SIMULATE_SERVER_LEAVE = 3
+    SIMULATE_MIGRATION = 4
+    SIMULATE_FORCE_TCP = 5
+    SIMULATE_FORCE_TLS = 6
+    SIMULATE_FULL_RECONNECT = 7  # the server asks for a full reconnect
+    SIMULATE_DISCONNECT_SIGNAL_ON_RESUME = 8  # a resume that fails: then a full one
 
 
 class ParticipantKind(_Open):

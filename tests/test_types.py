@@ -21,6 +21,7 @@ SCHEMA: list[tuple[type[IntEnum], Any]] = [
     (lk.ConnectionQuality, room_pb2.ConnectionQuality),
     (lk.DataPacketKind, room_pb2.DataPacketKind),
     (lk.DisconnectReason, participant_pb2.DisconnectReason),
+    (lk.SimulateScenario, room_pb2.SimulateScenarioKind),
     (lk.ParticipantKind, participant_pb2.ParticipantKind),
     (lk.ParticipantKindDetail, participant_pb2.ParticipantKindDetail),
     (lk.ParticipantState, participant_pb2.ParticipantState),

@@ -455,6 +455,7 @@ class LocalServer:
         self._log_file: IO[bytes] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._info: ServerInfo | None = None
+        self._last_info: ServerInfo | None = None
         self.log_path: Path | None = None
         """Path of the server's combined stdout/stderr, once started."""
 
@@ -554,12 +555,47 @@ class LocalServer:
                 _log(f"livekit-server port clash; retrying ({attempt}/{attempts})")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _start_once(self, binary: Path, host: str) -> ServerInfo:
-        tcp_ports = free_ports(host, 2, "tcp")
-        udp_port = free_port(host, "udp")
-        info = ServerInfo(
-            host=host, http_port=tcp_ports[0], tcp_port=tcp_ports[1], udp_port=udp_port
-        )
+    def kill(self) -> ServerInfo:
+        """SIGKILL the server at once, as a crash would (no goodbye to any
+        client), and return where it listened, for :meth:`restart`.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
+        info = self.info
+        process, self._process = self._process, None
+        self._info = None
+        _RUNNING.discard(self)
+        assert process is not None
+        process.kill()
+        process.wait()
+        self._cleanup(keep_log=False)
+        self._last_info = info
+        return info
+
+    def restart(self) -> ServerInfo:
+        """Start the server again on the ports it had before :meth:`kill` or
+        :meth:`stop` (a fresh server: no rooms, no participants).
+
+        Raises:
+            RuntimeError: Still running, or never started.
+            ServerStartError: As :meth:`start` (a port taken in the meantime
+                is not retried on another port).
+        """
+        if self._process is not None:
+            raise RuntimeError("LocalServer is already started")
+        if self._last_info is None:
+            raise RuntimeError("LocalServer was never started")
+        binary = self._binary if self._binary is not None else install_server()
+        return self._start_once(binary, self._last_info.host, self._last_info)
+
+    def _start_once(self, binary: Path, host: str, info: ServerInfo | None = None) -> ServerInfo:
+        if info is None:
+            tcp_ports = free_ports(host, 2, "tcp")
+            udp_port = free_port(host, "udp")
+            info = ServerInfo(
+                host=host, http_port=tcp_ports[0], tcp_port=tcp_ports[1], udp_port=udp_port
+            )
         if self._log_dir is not None:
             self._log_dir.mkdir(parents=True, exist_ok=True)
             log_dir = self._log_dir
@@ -607,6 +643,7 @@ class LocalServer:
             self._stop(keep_log=False)
             raise
         self._info = info
+        self._last_info = info
         return info
 
     def _wait_ready(self, info: ServerInfo) -> None:
