@@ -1,6 +1,7 @@
 # Quick start: `make demo` and `make test` on a fresh machine; each sets up what
 # it needs (venv, package + test extras, the compiled binding, livekit-server,
-# iproute2 for the test network namespace) and skips what is already done.
+# iproute2 for the test network namespace, nftables for its partitions) and
+# skips what is already done.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -34,6 +35,11 @@ sysdeps:
 	  echo "installing iproute2 (ip) for the test network namespace"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2) \
 	    || echo "could not install iproute2; tests will use plain loopback"; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1; then \
+	  echo "installing nftables (nft) for the network partitions of the fault tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables) \
+	    || echo "could not install nftables; the partition tests cannot run"; \
 	fi
 
 server: $(STAMP)

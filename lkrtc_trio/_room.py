@@ -62,6 +62,13 @@ log = logging.getLogger("lkrtc_trio.room")
 CONN_DISCONNECTED = room_pb2.ConnectionState.CONN_DISCONNECTED
 CONN_CONNECTED = room_pb2.ConnectionState.CONN_CONNECTED
 CLIENT_INITIATED = participant_pb2.DisconnectReason.CLIENT_INITIATED
+# states in which the server has announced a participant to the others
+_ANNOUNCED = frozenset(
+    (
+        participant_pb2.ParticipantState.PARTICIPANT_STATE_JOINED,
+        participant_pb2.ParticipantState.PARTICIPANT_STATE_ACTIVE,
+    )
+)
 
 #: Extra time granted to the native connect beyond its own timeout.
 _CONNECT_GRACE = 2.0
@@ -128,9 +135,7 @@ class RoomOptions:
         if self.reconnect_timeout is not None and not (
             math.isfinite(self.reconnect_timeout) and self.reconnect_timeout > 0
         ):
-            raise ValueError(
-                f"reconnect_timeout must be positive, not {self.reconnect_timeout!r}"
-            )
+            raise ValueError(f"reconnect_timeout must be positive, not {self.reconnect_timeout!r}")
 
     def _fill(self, msg: Any) -> None:
         msg.auto_subscribe = self.auto_subscribe
@@ -285,6 +290,7 @@ class Room(metaclass=NoPublicConstructor):
         local_rec = ParticipantRecord(local_handle, copy_message(lp.info))
         local = LocalParticipant(local_rec, session)
         self._state = RoomState(rt, result, local)
+        self._check_announced()
         session.on_local_published = lambda pub: self._emit(
             ev.LocalTrackPublished(publication=pub, participant=local)
         )
@@ -541,6 +547,7 @@ class Room(metaclass=NoPublicConstructor):
 
     def _end(self) -> None:
         self._session.ended.set()
+        self._session.announced.set()
         self._session.end_calls()
         for sub in list(self._subs):
             sub._finish(self._session.failure)
@@ -569,6 +576,8 @@ class Room(metaclass=NoPublicConstructor):
             self._end()
             return
         out = self._state.apply(kind or "", getattr(re, kind) if kind else re)
+        if not self._session.announced.is_set():
+            self._check_announced()
         if out is None:
             return
         if isinstance(out, ev.ParticipantConnected):
@@ -600,6 +609,10 @@ class Room(metaclass=NoPublicConstructor):
         self._emit(out)
         if isinstance(out, ev.ParticipantConnected):
             self._settle_if_back()
+
+    def _check_announced(self) -> None:
+        if self._state.local._rec.info.state in _ANNOUNCED:
+            self._session.announced.set()
 
     def _settle_if_back(self) -> None:
         session = self._session

@@ -89,6 +89,9 @@ class RoomSession:
         #: the server's or the network's reason, once the room was disconnected
         self.disconnect_reason = 0
         self.ended = anyio.Event()  # eos, remote disconnect, panic, or close
+        #: the server has announced this participant to the others (its state
+        #: reached JOINED); also set when the room ends, to wake waiters
+        self.announced = anyio.Event()
         self.eos = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._invocations: MemoryObjectSendStream[Invocation] | None = None

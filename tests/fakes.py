@@ -20,6 +20,7 @@ class FakeBackend:
     """Records requests; answers with the request's own async id."""
 
     sent: list[tuple[str, int]] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)  # every FfiRequest, parsed
     dropped: list[int] = field(default_factory=list)
     reject_next: bool = False
     live: set[int] = field(default_factory=set)
@@ -30,6 +31,7 @@ class FakeBackend:
         req = ffi_pb2.FfiRequest.FromString(data)
         which = req.WhichOneof("message")
         assert which is not None
+        self.requests.append(req)
         if self.reject_next:
             self.reject_next = False
             from lkrtc_trio._errors import NativeError

@@ -18,7 +18,7 @@ import pytest
 import lkrtc_trio as lk
 from lkrtc_trio import _audio
 from lkrtc_trio._participant import LocalTrackPublication
-from lkrtc_trio._proto import ffi_pb2
+from lkrtc_trio._proto import ffi_pb2, participant_pb2
 from lkrtc_trio._records import PublicationRecord
 from lkrtc_trio._room import Room, _one_exception
 from lkrtc_trio._runtime import Runtime
@@ -29,6 +29,9 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 ROOM, LOCAL, PUB = 1, 2, 3
+ACTIVE = participant_pb2.ParticipantState.PARTICIPANT_STATE_ACTIVE
+JOINING = participant_pb2.ParticipantState.PARTICIPANT_STATE_JOINING
+JOINED = participant_pb2.ParticipantState.PARTICIPANT_STATE_JOINED
 
 
 @pytest.fixture
@@ -37,13 +40,16 @@ def fake() -> Iterator[tuple[Runtime, FakeBackend]]:
     yield Runtime(backend), backend
 
 
-def make_room(rt: Runtime, options: lk.RoomOptions | None = None) -> Room:
+def make_room(
+    rt: Runtime, options: lk.RoomOptions | None = None, state: int = ACTIVE
+) -> Room:
     ev = ffi_pb2.FfiEvent()
     res = ev.connect.result
     res.room.handle.id = ROOM
     res.room.info.name = "fake"
     res.local_participant.handle.id = LOCAL
     res.local_participant.info.identity = "me"
+    res.local_participant.info.state = state  # type: ignore[assignment]
     room = Room._create(rt, res, options or lk.RoomOptions())
     for key in room._sink_keys:
         rt.add_sink(key, room)
@@ -404,3 +410,218 @@ async def test_a_burst_of_invocations_gets_limit_running_plus_limit_waiting(
             tg.cancel_scope.cancel()
     session.handle.close()
     assert most == limit
+
+
+def completion(field: str, async_id: int) -> bytes:
+    return event_bytes(lambda ev: setattr(getattr(ev, field), "async_id", async_id))
+
+
+def sent_topics(backend: FakeBackend) -> list[str]:
+    return [r.publish_data.topic for r in backend.requests if r.HasField("publish_data")]
+
+
+async def test_dtmf_is_held_until_the_server_announced_us(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """A receiving native core drops DTMF from a sender it does not know yet:
+    publish_dtmf waits until our state is JOINED (the server has announced us)."""
+    rt, backend = fake
+    room = make_room(rt, state=JOINING)
+    lp = room.local_participant
+    done: list[str] = []
+
+    async def tone() -> None:
+        await lp.publish_dtmf(code=1, digit="1")
+        done.append("sent")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tone)
+            await anyio.wait_all_tasks_blocked()
+            assert not any(w == "publish_sip_dtmf" for w, _ in backend.sent)
+
+            def joined(re: Any) -> None:
+                info = re.participants_updated.participants.add()
+                info.identity = "me"
+                info.state = JOINED
+
+            deliver(rt, room_event(joined))
+            await anyio.wait_all_tasks_blocked()
+            [(_, dtmf_id)] = [(w, a) for w, a in backend.sent if w == "publish_sip_dtmf"]
+            deliver(rt, completion("publish_sip_dtmf", dtmf_id))
+    assert done == ["sent"]
+    room._release()
+
+
+def reconnecting(re: Any) -> None:
+    re.reconnecting.SetInParent()
+
+
+def reconnected(re: Any) -> None:
+    re.reconnected.SetInParent()
+
+
+async def test_calls_made_while_reconnecting_wait_then_go_in_call_order(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """Calls made while the room reconnects are held in lkrtc_trio (nothing
+    reaches the native core), then sent in call order once the room is back;
+    the reliable packets accepted before are reported as possibly lost."""
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.1))
+    lp = room.local_participant
+    results: list[Any] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(room._session.run_services)
+            sub = room.events(max_buffer=100)
+            tg.start_soon(lambda: lp.publish_data(b"before", topic="before"))
+            await anyio.wait_all_tasks_blocked()
+            [(_, first)] = [(w, a) for w, a in backend.sent if w == "publish_data"]
+            deliver(rt, completion("publish_data", first))
+            deliver(rt, room_event(reconnecting))
+            n_sent = len(backend.sent)
+
+            async def send(i: int) -> None:
+                results.append((i, await lp.publish_data(b"held", topic=f"t{i}")))
+
+            for i in range(5):
+                tg.start_soon(send, i)
+                await anyio.wait_all_tasks_blocked()  # call order: 0, 1, 2, ...
+            tg.start_soon(lambda: lp.set_metadata("held"))
+            await anyio.wait_all_tasks_blocked()
+            assert len(backend.sent) == n_sent  # nothing reached the native core
+            deliver(rt, room_event(reconnected))  # nobody else was here: settled at once
+            assert sent_topics(backend) == ["before", "t0", "t1", "t2", "t3", "t4"]
+            assert backend.sent[-1][0] == "set_local_metadata"
+            for which, async_id in backend.sent[n_sent:]:
+                if which == "publish_data":
+                    deliver(rt, completion("publish_data", async_id))
+            await anyio.wait_all_tasks_blocked()
+            assert sorted(results) == [(i, i + 2) for i in range(5)]  # sequences 2..6
+            got = [e async for e in _drain(sub)]
+            assert [type(e).__name__ for e in got] == [
+                "Reconnecting",
+                "Reconnected",
+                "ReliableDataMayBeLost",
+            ]
+            lost = got[-1]
+            assert isinstance(lost, lk.ReliableDataMayBeLost)
+            assert (lost.first_sequence, lost.last_sequence, lost.count) == (1, 1, 1)
+            tg.cancel_scope.cancel()
+    await room.disconnect()
+
+
+async def _drain(sub: Any) -> Any:
+    while True:
+        try:
+            yield sub.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return
+
+
+async def test_a_reconnected_room_settles_when_everyone_is_back(
+    fake: tuple[Runtime, FakeBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a full reconnect the native core removes every participant and
+    re-adds them as they rejoin: held calls go out (and the report comes) only
+    once everyone who was here is back, or at the settle deadline."""
+    from lkrtc_trio import _session
+
+    monkeypatch.setattr(_session, "SETTLE_LIMIT", 0.3)
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.1))
+    lp = room.local_participant
+
+    def joined(identity: str, handle: int) -> Any:
+        def fill(re: Any) -> None:
+            info = re.participant_connected.info
+            info.handle.id = handle
+            info.info.identity = identity
+
+        return fill
+
+    def left(identity: str) -> Any:
+        def fill(re: Any) -> None:
+            re.participant_disconnected.participant_identity = identity
+
+        return fill
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(room._session.run_services)
+            deliver(rt, room_event(joined("bob", 70)))
+            deliver(rt, room_event(joined("carol", 71)))
+            deliver(rt, room_event(left("bob")))  # the full reconnect removes them...
+            deliver(rt, room_event(left("carol")))
+            deliver(rt, room_event(reconnecting))
+            tg.start_soon(lambda: lp.publish_data(b"held", topic="held"))
+            await anyio.wait_all_tasks_blocked()
+            deliver(rt, room_event(reconnected))
+            await anyio.wait_all_tasks_blocked()
+            assert sent_topics(backend) == []  # bob and carol are not back yet
+            deliver(rt, room_event(joined("bob", 72)))
+            await anyio.wait_all_tasks_blocked()
+            assert sent_topics(backend) == []
+            deliver(rt, room_event(joined("carol", 73)))  # everyone is back
+            assert sent_topics(backend) == ["held"]
+            # the next episode: carol never comes back; the deadline settles it
+            deliver(rt, room_event(left("carol")))
+            deliver(rt, room_event(reconnecting))
+            deliver(rt, room_event(reconnected))
+            tg.start_soon(lambda: lp.publish_data(b"held", topic="late"))
+            await anyio.wait_all_tasks_blocked()
+            assert sent_topics(backend) == ["held"]
+            start = anyio.current_time()
+            while sent_topics(backend) == ["held"]:
+                await anyio.sleep(0.01)
+            assert sent_topics(backend) == ["held", "late"]
+            assert 0.2 < anyio.current_time() - start < 1.0
+            tg.cancel_scope.cancel()
+    await room.disconnect()
+
+
+async def test_a_reconnect_that_lasts_gives_up_at_reconnect_timeout(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """Reconnecting for ``reconnect_timeout``: Disconnected(CONNECTION_TIMEOUT),
+    held calls raise RoomDisconnectedError having sent nothing, the native
+    core is told to disconnect; a Reconnected in time cancels the deadline."""
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(reconnect_timeout=0.3, disconnect_timeout=0.2))
+    lp = room.local_participant
+    outcome: list[tuple[str, float]] = []
+
+    async def held() -> None:
+        try:
+            await lp.publish_data(b"held")
+        except lk.RoomDisconnectedError:
+            outcome.append(("RoomDisconnectedError", anyio.current_time()))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(room._session.run_services)
+            sub = room.events()
+            deliver(rt, room_event(reconnecting))
+            await anyio.sleep(0.2)
+            deliver(rt, room_event(reconnected))  # in time: no give-up
+            await anyio.sleep(0.3)
+            assert room.isconnected()
+            deliver(rt, room_event(reconnecting))
+            began = anyio.current_time()
+            tg.start_soon(held)
+            await anyio.wait_all_tasks_blocked()
+            assert not any(w == "publish_data" for w, _ in backend.sent)
+            while not outcome:
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    [(_, at)] = outcome
+    assert 0.25 < at - began < 0.6
+    assert not any(w == "publish_data" for w, _ in backend.sent)
+    assert any(w == "disconnect" for w, _ in backend.sent)
+    names = [type(e).__name__ for e in [e async for e in _drain(sub)]]
+    assert names[-3:] == ["Reconnecting", "ConnectionStateChanged", "Disconnected"]
+    assert room.disconnect_reason == lk.DisconnectReason.CONNECTION_TIMEOUT
+    assert rt.dispatcher.pending() <= 1  # only the unanswered native disconnect
+    await room.disconnect()
+    room._release()
