@@ -18,7 +18,7 @@ NETNS  := $(VPY) -m lkrtc_trio.testing.netns --
 MATRIX_PYTHONS ?= 3.10 3.11 3.12 3.13
 PYENV_ROOT     ?= $(HOME)/.pyenv
 
-.PHONY: setup sysdeps server test test-matrix lint typecheck unit demo bench clean
+.PHONY: setup sysdeps server test test-matrix lint typecheck unit demo bench soak clean
 
 setup: $(STAMP) sysdeps server
 
@@ -85,6 +85,19 @@ demo: setup
 
 bench: setup
 	$(NETNS) $(VPY) -m bench $(BENCH_ARGS)
+
+# `make soak`: 30 minutes of mixed traffic (two pairs: data, RPC, audio) with a
+# simulated fault every minute, on trio and asyncio side by side; asserts RSS growth under
+# 10 MiB after warm-up, nothing left, nothing lost outside reported windows.
+SOAK_SECONDS  ?= 1800
+SOAK_INTERVAL ?= 60
+SOAK_BACKENDS ?= trio asyncio
+soak: setup
+	@pids=""; for b in $(SOAK_BACKENDS); do \
+	  $(NETNS) $(VPY) -m tests.faults.soak $(SOAK_SECONDS) $(SOAK_INTERVAL) $$b --check \
+	    > soak-$$b.json 2> soak-$$b.log & pids="$$pids $$!"; \
+	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	for b in $(SOAK_BACKENDS); do tail -n 1 soak-$$b.log; done; exit $$rc
 
 clean:
 	rm -rf $(VENV) .venv-3.* build *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c

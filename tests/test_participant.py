@@ -520,3 +520,38 @@ async def test_slow_subscriber_gets_overflow_error_not_a_gap(
             await lagging.receive()
         lagging.close()
         keeping_up.close()
+
+
+async def test_dtmf_sent_right_after_joining_arrives(livekit_server: ServerInfo) -> None:
+    """On a fresh server the first joiner stays JOINING for about 3 s, and the
+    others learn of it only then; their native core drops DTMF from a sender
+    it does not know (before the fix: 0 of 20 arrived, while the data sent
+    alongside arrived without a sender). publish_dtmf now waits until the
+    server has announced us: all 20 arrive, from a known sender."""
+    from lkrtc_trio.testing import LocalServer, mint_token
+
+    server = LocalServer()
+    info = await anyio.to_thread.run_sync(server.start)
+    try:
+        async with lk.open_room(info.url, mint_token("rx", "early")) as rx:
+            with rx.events(max_buffer=1000) as sub:
+                async with lk.open_room(info.url, mint_token("tx", "early")) as tx:
+                    for i in range(20):
+                        await tx.local_participant.publish_dtmf(code=i % 10, digit=str(i % 10))
+                        await tx.local_participant.publish_data(b"%d" % i)
+                    tones: list[lk.SipDTMFReceived] = []
+                    data: list[lk.DataReceived] = []
+                    with anyio.move_on_after(SEE):
+                        async for e in sub:
+                            if isinstance(e, lk.SipDTMFReceived):
+                                tones.append(e)
+                            elif isinstance(e, lk.DataReceived):
+                                data.append(e)
+                            if len(tones) == 20 and len(data) == 20:
+                                break
+        assert [t.code for t in tones] == [i % 10 for i in range(20)]
+        assert all(t.participant is not None and t.participant.identity == "tx" for t in tones)
+        assert [d.payload for d in data] == [b"%d" % i for i in range(20)]
+        assert all(d.participant_identity == "tx" for d in data)
+    finally:
+        await anyio.to_thread.run_sync(server.stop)
