@@ -125,6 +125,10 @@ class RoomSession:
         a native answer that may take seconds or never come. Its late
         completion then goes to ``reaper`` (or is dropped).
 
+        While the room is reconnecting or settling the request is held here,
+        not sent: it goes out, in call order, when the room has settled, or
+        never (the room ended; ``pin`` is released then).
+
         Raises:
             RoomClosedError, RoomDisconnectedError, NativePanicError: as above,
                 also when the room is not open to begin with (``pin`` is then
@@ -188,8 +192,10 @@ class RoomSession:
             self._abandoned = {i for i in abandoned if pending(i)}
 
     def send_deferred(self) -> None:
-        """From the dispatcher, at ``Reconnected``: sends the calls held while
-        reconnecting, in call order (each caller then waits for its answer)."""
+        """When the reconnected room has settled (from the dispatcher or the
+        watcher task): sends the calls held meanwhile, in call order, each
+        with a synchronous ``submit`` so that no scheduling can reorder them
+        (each caller then waits for its answer)."""
         deferred, self._deferred = self._deferred, deque()
         for entry in deferred:
             entry.waiting = False
