@@ -2,9 +2,10 @@
 sides, and one side only), every ``simulate_scenario`` kind, against a real
 server of each scenario's own.
 
-Each scenario runs in a subprocess (``tests/faults/scenarios.py``), once per
-backend, trio and asyncio side by side, and prints what it saw; the tests
-assert on that:
+Each scenario runs in a subprocess (``tests/faults/scenarios.py``) in a
+network namespace of its own, with a server of its own, once per backend,
+trio and asyncio side by side, and prints what it saw; the tests assert on
+that:
 
 - the connection events, in order, and when they came;
 - how long pending calls took to fail, and with which typed error;
@@ -37,6 +38,8 @@ pytestmark = pytest.mark.integration
 
 BACKENDS = ("trio", "asyncio")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# each scenario in a network namespace of its own (its server, its nftables)
+OWN_NETNS = [sys.executable, "-m", "lkrtc_trio.testing.netns", "--"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,7 +56,8 @@ def scenario(*args: str, limit: float = 150) -> dict[str, dict[str, Any]]:
     """Runs a scenario on both backends at once; their outputs by backend."""
 
     def one(backend: str) -> dict[str, Any]:
-        argv = [sys.executable, "-m", "tests.faults.scenarios", args[0], args[1], backend]
+        argv = [*OWN_NETNS, sys.executable, "-m", "tests.faults.scenarios", args[0], args[1]]
+        argv.append(backend)
         proc = subprocess.run(
             [*argv, *args[2:]], capture_output=True, text=True, timeout=limit, cwd=ROOT, check=False
         )

@@ -22,7 +22,8 @@ DURATION, INTERVAL = 120, 30
 
 
 def soak(backend: str) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "tests.faults.soak", str(DURATION), str(INTERVAL), backend]
+    argv = [sys.executable, "-m", "lkrtc_trio.testing.netns", "--"]  # a namespace of its own
+    argv += [sys.executable, "-m", "tests.faults.soak", str(DURATION), str(INTERVAL), backend]
     proc = subprocess.run(
         argv, capture_output=True, text=True, timeout=DURATION + 120, cwd=ROOT, check=False
     )
