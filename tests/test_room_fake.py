@@ -625,3 +625,35 @@ async def test_a_reconnect_that_lasts_gives_up_at_reconnect_timeout(
     assert rt.dispatcher.pending() <= 1  # only the unanswered native disconnect
     await room.disconnect()
     room._release()
+
+
+async def test_a_held_call_that_is_cancelled_leaves_nothing(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """Cancelled while held (the room reconnecting): never sent, its buffer
+    released at once, nothing pending; the calls around it still go in order."""
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.1))
+    lp = room.local_participant
+    buf = bytearray(b"cancelled")
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(room._session.run_services)
+            deliver(rt, room_event(reconnecting))
+            tg.start_soon(lambda: lp.publish_data(b"a", topic="a"))
+            await anyio.wait_all_tasks_blocked()
+            with anyio.move_on_after(0.05):
+                await lp.publish_data(buf, topic="cancelled")
+            buf.extend(b"!")  # released: resizable again
+            assert rt.dispatcher.pinned() == 0 and rt.dispatcher.pending() == 0
+            tg.start_soon(lambda: lp.publish_data(b"b", topic="b"))
+            await anyio.wait_all_tasks_blocked()
+            deliver(rt, room_event(reconnected))
+            assert sent_topics(backend) == ["a", "b"]
+            for which, async_id in list(backend.sent):
+                if which == "publish_data":
+                    deliver(rt, completion("publish_data", async_id))
+            await anyio.wait_all_tasks_blocked()
+            assert rt.dispatcher.pending() == 0
+            tg.cancel_scope.cancel()
+    await room.disconnect()
