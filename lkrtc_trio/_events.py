@@ -219,33 +219,39 @@ class Reconnected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReliableDataMayBeLost:
-    """Reliable packets this participant sent during a reconnection may not
-    have arrived, although their ``publish_data`` calls succeeded (the native
-    core reports nothing). They are the reliable ``publish_data`` calls
-    numbered ``first_sequence`` to ``last_sequence`` (the numbers those calls
-    returned; ``count`` of them), accepted by the native core between
-    ``since`` and ``until`` (``time.monotonic()`` values): from 20 s before
-    ``Reconnecting`` until the room had settled.
+    """Reliable packets this participant sent may not have arrived, although
+    their ``publish_data`` calls succeeded (the native core reports nothing).
+    They are the reliable ``publish_data`` calls numbered ``first_sequence``
+    to ``last_sequence`` (the numbers those calls returned; ``count`` of
+    them), accepted by the native core between ``since`` and ``until``
+    (``time.monotonic()`` values).
 
-    Emitted once per reconnection that had reliable sends in that window,
-    when the room has settled: right after ``Reconnected``, or, when
-    participants that were in the room before are still missing, as soon as
-    they have all rejoined (at most 10 s after ``Reconnected``; packets sent
-    to a participant that is itself rejoining are dropped by the server).
+    Two cases:
 
-    The native core cannot say whether it resumed the old connection (the
-    packets normally arrive) or rejoined afresh (those sent between the link's
-    failure and ``Reconnecting`` are lost), so the range is a superset of what
-    was lost. Resend what matters, with an id of your own so that receivers
-    can drop duplicates. Packets lost because a *receiver's* own link failed
-    are not reported here (its room sees ``Reconnecting``; senders see it
-    leave and rejoin)."""
+    * ``participant_identities`` empty: **our own link** failed. Emitted once
+      the reconnected room has settled: right after ``Reconnected``, or, when
+      participants that were in the room before are still missing, as soon as
+      they are all back (at most 10 s after ``Reconnected``); also right
+      before ``Disconnected`` if the room ends while reconnecting. The window
+      runs from 20 s before ``Reconnecting`` until then; the packets may have
+      reached nobody.
+    * ``participant_identities`` set: **a receiver's link** failed. Emitted
+      when a participant that left comes back within 60 s (it reconnected):
+      the window runs from 20 s before it left until it was back; the packets
+      may not have reached it.
+
+    The ranges are supersets of what was lost: the native core cannot say
+    whether a reconnection resumed the old connection (the packets normally
+    arrive) or rejoined afresh (those sent between the link's failure and its
+    detection are lost). Resend what matters, with an id of your own so that
+    receivers can drop duplicates."""
 
     first_sequence: int
     last_sequence: int
     count: int
     since: float
     until: float
+    participant_identities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,6 +34,7 @@ from ._errors import (
     NativePanicError,
     NoPublicConstructor,
 )
+from ._ledger import AtRisk
 from ._participant import (
     LocalParticipant,
     RemoteParticipant,
@@ -514,6 +515,7 @@ class Room(metaclass=NoPublicConstructor):
         )
         session.disconnect_reason = int(DisconnectReason.CONNECTION_TIMEOUT)
         self._state.connection_state = ConnectionState.CONN_DISCONNECTED
+        self._report(session.ledger.settled(time.monotonic()))
         self._emit(ev.ConnectionStateChanged(state=ConnectionState.CONN_DISCONNECTED))
         self._emit(ev.Disconnected(reason=DisconnectReason.CONNECTION_TIMEOUT))
         self._end()
@@ -586,11 +588,14 @@ class Room(metaclass=NoPublicConstructor):
                 entry[0].set()
         elif isinstance(out, ev.Disconnected):
             self._session.disconnect_reason = int(out.reason)
+            # ended while reconnecting: what the episode may have lost
+            self._report(self._session.ledger.settled(time.monotonic()))
         elif isinstance(out, ev.ParticipantDisconnected):
             now = time.monotonic()
             if len(self._departed) > 64:
                 self._departed = {w: t for w, t in self._departed.items() if t > now - 5.0}
             self._departed[out.participant.identity] = now
+            self._session.ledger.participant_left(out.participant.identity, now)
         elif isinstance(out, ev.Reconnecting):
             if not self._session.ledger.in_episode:
                 # who should be back before the room counts as settled: those
@@ -608,6 +613,8 @@ class Room(metaclass=NoPublicConstructor):
             return
         self._emit(out)
         if isinstance(out, ev.ParticipantConnected):
+            who = out.participant.identity
+            self._report(self._session.ledger.participant_back(who, time.monotonic()))
             self._settle_if_back()
 
     def _check_announced(self) -> None:
@@ -621,17 +628,21 @@ class Room(metaclass=NoPublicConstructor):
 
     def _settle(self) -> None:
         """The reconnected room has settled: report what may have been lost."""
+        missing = self._peers_before - set(self._state.remote)
         self._peers_before = set()
         self._departed.clear()
-        at_risk = self._session.settle()
+        self._report(self._session.settle(missing))
+
+    def _report(self, at_risk: AtRisk | None) -> None:
         if at_risk is None:
             return
         log.warning(
-            "room %r reconnected: reliable packets %d-%d (%d) may be lost",
+            "room %r: reliable packets %d-%d (%d) may not have reached %s",
             self.name,
             at_risk.first_sequence,
             at_risk.last_sequence,
             at_risk.count,
+            ", ".join(at_risk.identities) or "anyone",
         )
         self._emit(
             ev.ReliableDataMayBeLost(
@@ -640,6 +651,7 @@ class Room(metaclass=NoPublicConstructor):
                 count=at_risk.count,
                 since=at_risk.since,
                 until=at_risk.until,
+                participant_identities=at_risk.identities,
             )
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, final
 
 import anyio
@@ -278,14 +278,14 @@ class RoomSession:
             self.settle_deadline = now + SETTLE_LIMIT
         self._wake_watcher()
 
-    def settle(self) -> AtRisk | None:
+    def settle(self, missing: Iterable[str] = ()) -> AtRisk | None:
         """The room is back and every participant that was there before has
         rejoined (or ``SETTLE_LIMIT`` passed): the calls held meanwhile are
         sent; returns the reliable packets the episode may have lost, if
         any."""
         self.settle_deadline = None
         self._wake_watcher()
-        at_risk = self.ledger.settled(time.monotonic())
+        at_risk = self.ledger.settled(time.monotonic(), missing)
         self.send_deferred()
         return at_risk
 

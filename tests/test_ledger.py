@@ -1,8 +1,8 @@
-"""The send ledger (sans-I/O): which reliable packets a reconnection may have
-lost. Property: for any interleaving of sends, reconnections and settling,
-each report covers exactly the packets accepted from ``lookback`` seconds
-before the episode's first ``Reconnecting`` until it settled, and memory stays
-bounded while connected."""
+"""The send ledger (sans-I/O): which reliable packets may not have arrived.
+Property: for any interleaving of sends, our own reconnections, settling, and
+receivers leaving and coming back, each report covers exactly the packets a
+reference model (every send kept for ever) puts in its window, although the
+ledger forgets old sends; and memory stays bounded."""
 
 from __future__ import annotations
 
@@ -11,25 +11,48 @@ from hypothesis import strategies as st
 
 from lkrtc_trio._ledger import SendLedger
 
-LOOKBACK = 20.0
+LOOKBACK, ABSENCE = 20.0, 60.0
+WHO = ("x", "y")
 
-# (gap in seconds before the step, what happens)
 steps = st.lists(
     st.tuples(
-        st.floats(min_value=0, max_value=15, allow_nan=False),
-        st.sampled_from(["send", "send", "send", "reconnecting", "settled"]),
+        st.floats(min_value=0, max_value=25, allow_nan=False),
+        st.sampled_from(
+            ["send"] * 4 + ["reconnecting", "settled", "settled-missing-x"]
+            + [f"{op}-{w}" for op in ("left", "back") for w in WHO]
+        ),
     ),
-    max_size=200,
+    max_size=150,
 )
 
 
 @given(steps)
 def test_reports_cover_exactly_the_window(script: list[tuple[float, str]]) -> None:
-    ledger = SendLedger(LOOKBACK)
+    ledger = SendLedger(LOOKBACK, ABSENCE)
     now = 0.0
-    accepted: list[tuple[float, int]] = []
-    since: float | None = None
-    reported: set[int] = set()  # a packet is reported at most once
+    accepted: list[tuple[float, int]] = []  # the model keeps everything
+    own: float | None = None
+    absent: dict[str, float] = {}
+
+    def expire() -> None:
+        for w in [w for w, t in absent.items() if t < now - ABSENCE]:
+            del absent[w]
+
+    def window(since: float) -> list[int]:
+        return [s for t, s in accepted if since - LOOKBACK <= t <= now]
+
+    def check(report: object, since: float, seqs: list[int], who: tuple[str, ...]) -> None:
+        if not seqs:
+            assert report is None
+            return
+        assert report is not None
+        assert (report.first_sequence, report.last_sequence, report.count) == (  # type: ignore[attr-defined]
+            min(seqs),
+            max(seqs),
+            len(seqs),
+        )
+        assert (report.since, report.until, report.identities) == (since - LOOKBACK, now, who)  # type: ignore[attr-defined]
+
     for gap, what in script:
         now += gap
         if what == "send":
@@ -37,27 +60,37 @@ def test_reports_cover_exactly_the_window(script: list[tuple[float, str]]) -> No
             assert seq == len(accepted) + 1
             ledger.accepted(seq, now)
             accepted.append((now, seq))
+            expire()
+            starts = [now, *absent.values()] + ([own] if own is not None else [])
+            # memory: only what an open window or the lookback can still need
+            assert all(t >= min(starts) - LOOKBACK for t, _ in ledger._accepted)
         elif what == "reconnecting":
             ledger.reconnecting(now)
-            since = now if since is None else since
-        else:
-            report = ledger.settled(now)
-            expected = [
-                s for t, s in accepted if since is not None and since - LOOKBACK <= t <= now
-            ]
-            expected = [s for s in expected if s not in reported]
-            if not expected:
+            if own is None:
+                own = min([now, *absent.values()])
+            absent.clear()
+        elif what.startswith("settled"):
+            missing = ("x",) if what.endswith("x") else ()
+            report = ledger.settled(now, missing)
+            if own is None:
                 assert report is None
             else:
-                assert report is not None
-                assert (report.first_sequence, report.last_sequence) == (
-                    min(expected),
-                    max(expected),
-                )
-                assert report.count == len(expected)
-                assert report.since == since - LOOKBACK  # type: ignore[operator]
-                assert report.until == now
-                reported |= set(expected)
-            since = None
-        if since is None:  # connected: only the last `lookback` seconds are kept
-            assert all(t >= now - LOOKBACK - 15 for t, _ in ledger._accepted)
+                check(report, own, window(own), ())
+                for m in missing:
+                    absent.setdefault(m, own)
+                own = None
+            expire()
+        else:
+            op, w = what.split("-")
+            if op == "left":
+                ledger.participant_left(w, now)
+                if own is None:
+                    absent.setdefault(w, now)
+            else:
+                report = ledger.participant_back(w, now)
+                expire()
+                since = absent.pop(w, None)
+                if since is None:
+                    assert report is None
+                else:
+                    check(report, since, window(since), (w,))
