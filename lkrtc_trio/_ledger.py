@@ -100,6 +100,7 @@ class SendLedger:
         not settled yet). Participants already missing are folded into it
         (a full reconnect removes everyone right before ``Reconnecting``)."""
         if self._since is None:
+            self._prune(now)  # absences too old to count are dropped first
             self._since = min([now, *self._absent.values()])
         self._absent.clear()
 
