@@ -85,6 +85,17 @@ def first(out: dict[str, Any], who: str, name: str) -> float:
 CONNECTION = ("Reconnecting", "Reconnected", "Disconnected", "ReliableDataMayBeLost")
 
 
+def recovered(seen: list[str]) -> bool:
+    """One or more reconnections, each completed, and no Disconnected: the
+    native core sometimes needs a second one right after the first."""
+    cycles = [n for n in seen if n in ("Reconnecting", "Reconnected", "Disconnected")]
+    return (
+        len(cycles) >= 2
+        and len(cycles) % 2 == 0
+        and cycles == ["Reconnecting", "Reconnected"] * (len(cycles) // 2)
+    )
+
+
 def check_data(out: dict[str, Any]) -> None:
     """In order, no duplicates, and nothing lost without a word."""
     received = out["received"]
@@ -121,8 +132,17 @@ def test_server_killed_every_call_fails_within_the_reconnect_timeout() -> None:
     RoomDisconnectedError at 5 s, and Disconnected(CONNECTION_TIMEOUT)
     arrives then (the native core alone took 25-30 s)."""
     for backend, out in scenario("kill", "-").items():
+        # the sender's packets of the last 20 s may be lost: said before the end
+        assert names(out, "sender", *CONNECTION) == [
+            "Reconnecting",
+            "ReliableDataMayBeLost",
+            "Disconnected",
+        ], backend
         for who in ("sender", "receiver"):
-            assert names(out, who, *CONNECTION) == ["Reconnecting", "Disconnected"], backend
+            assert names(out, who, "Reconnecting", "Disconnected") == [
+                "Reconnecting",
+                "Disconnected",
+            ], backend
             assert first(out, who, "Reconnecting") < 1.0
             gone = first(out, who, "Disconnected")
             assert 4.9 < gone < 6.5, (backend, who, gone)
@@ -148,7 +168,7 @@ def test_server_restarted_on_the_same_port_the_rooms_come_back() -> None:
         assert out["end"]["sender_sid_changed"], backend
         for who in ("sender", "receiver"):
             seen = names(out, who, "Reconnecting", "Reconnected", "Disconnected")
-            assert seen == ["Reconnecting", "Reconnected"], (backend, who, seen)
+            assert recovered(seen), (backend, who, seen)
             assert 2.0 < first(out, who, "Reconnected") < 20.0
         check_data(out)
         check_nothing_left(out)
@@ -166,8 +186,7 @@ def test_partition(seconds: int) -> None:
             assert sender == [], (backend, sender)
             assert len(set(out["received"])) == len(out["sent"]), backend
         else:
-            assert sender[:2] == ["Reconnecting", "Reconnected"], (backend, sender)
-            assert "Disconnected" not in sender
+            assert recovered(sender), (backend, sender)
             assert 8.0 < first(out, "sender", "Reconnecting") < 17.0
             assert seconds < first(out, "sender", "Reconnected") < seconds + 20
         assert out["end"]["reconnected"], backend
@@ -184,8 +203,8 @@ def test_one_sided_partition_only_the_sender_is_cut_off() -> None:
     Reconnecting) and sees the sender leave and rejoin."""
     for backend, out in scenario("one-sided", "20", limit=200).items():
         sender = names(out, "sender", *CONNECTION)
-        assert sender[:2] == ["Reconnecting", "Reconnected"], (backend, sender)
-        assert names(out, "receiver", *CONNECTION) == [], backend
+        assert recovered(sender), (backend, sender)
+        assert names(out, "receiver", "Reconnecting", "Disconnected") == [], backend
         assert out["end"]["reconnected"], backend
         assert out["end"]["receiver_handles"] == 0 and out["end"]["receiver_pending"] == 0
         check_data(out)
@@ -208,7 +227,7 @@ def test_simulated_faults_recover(kind: str) -> None:
     Reconnected within seconds, the room usable again, nothing lost silently."""
     for backend, out in scenario("simulate", kind).items():
         sender = names(out, "sender", "Reconnecting", "Reconnected", "Disconnected")
-        assert sender == ["Reconnecting", "Reconnected"], (backend, sender)
+        assert recovered(sender), (backend, sender)
         assert first(out, "sender", "Reconnected") < 10.0
         assert out["end"]["reconnected"], backend
         assert all(o == "ok" for _, _, o, _ in out["sent"]), backend
@@ -246,7 +265,7 @@ def test_simulated_force_tls_without_tls_gives_up_at_the_reconnect_timeout() -> 
     RoomDisconnectedError then."""
     for backend, out in scenario("simulate", "SIMULATE_FORCE_TLS").items():
         sender = names(out, "sender", *CONNECTION)
-        assert sender == ["Reconnecting", "Disconnected"], (backend, sender)
+        assert sender == ["Reconnecting", "ReliableDataMayBeLost", "Disconnected"], sender
         gone = first(out, "sender", "Disconnected") - first(out, "sender", "Reconnecting")
         assert 7.9 < gone < 9.5, (backend, gone)
         held = [s for s in out["sent"] if s[2] != "ok"]

@@ -128,10 +128,16 @@ async def watch(log: Log, who: str, room: Any, receive: bool) -> None:
 
 
 async def connected_both(rooms: list[Any], limit: float) -> bool:
-    """Waits until every room is connected and sees the others."""
+    """Waits until every room is connected, sees the others and has settled
+    (no reconnection in progress)."""
+
+    def settled(room: Any) -> bool:
+        session = room._session
+        return session.reconnecting_since is None and session.settle_deadline is None
+
     with anyio.move_on_after(limit):
         while True:
-            if all(r.isconnected() for r in rooms) and all(
+            if all(r.isconnected() and settled(r) for r in rooms) and all(
                 len(r.remote_participants) == len(rooms) - 1 for r in rooms
             ):
                 return True
