@@ -418,7 +418,7 @@ class LocalParticipant(Participant):
 
         Right after joining, the tone is held until the server has announced
         this participant to the others (its state is JOINED or ACTIVE; at most
-        ``DTMF_JOIN_WAIT`` seconds): a receiving native core silently drops
+        10 seconds): a receiving native core silently drops
         DTMF from a sender it does not know yet (measured: 0 of 20 tones sent
         in the first seconds after joining arrived, while data sent alongside
         arrived without a sender identity).
