@@ -531,7 +531,7 @@ async def test_dtmf_sent_right_after_joining_arrives(livekit_server: ServerInfo)
     from lkrtc_trio.testing import LocalServer, mint_token
 
     server = LocalServer()
-    info = await anyio.to_thread.run_sync(server.start)
+    info = server.start()  # on this thread: the server dies with the thread that starts it
     try:
         async with lk.open_room(info.url, mint_token("rx", "early")) as rx:
             with rx.events(max_buffer=1000) as sub:

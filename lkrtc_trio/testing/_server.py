@@ -385,7 +385,12 @@ def _stop_leftovers() -> None:
 
 
 def _die_with_parent() -> None:
-    """In the server child, before exec: SIGKILL it when its parent dies (Linux)."""
+    """In the server child, before exec: SIGKILL it when its parent dies (Linux).
+
+    The kernel means the parent *thread*: a server started from a worker
+    thread (``anyio.to_thread.run_sync``) dies when that thread exits, which
+    a thread pool does after a few idle seconds. Start it from a thread that
+    outlives it (the main thread, or the event loop's)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -423,6 +428,9 @@ class LocalServer:
 
     Use it as ``with LocalServer() as info: ...`` or call :meth:`start` and
     :meth:`stop`. Several can run side by side. Output goes to :attr:`log_path`.
+    The server is killed when the thread that started it exits (so that no
+    server outlives a crashed test process): call :meth:`start` and
+    :meth:`restart` from a long-lived thread, not from a worker thread.
 
     Args:
         binary: The server binary; None means :func:`install_server`.
