@@ -14,16 +14,16 @@ import os
 import shutil
 import subprocess
 
-from lkrtc_trio.testing import ServerInfo, in_test_netns
+from lkrtc_trio.testing import ServerInfo
+from lkrtc_trio.testing.netns import netns_available
 
 
 def available() -> tuple[bool, str]:
-    """Whether partitions can be made here (root, nft, the test namespace)."""
+    """Whether a fault scenario started here can make partitions: nft, and a
+    private network namespace of its own (root; ``lkrtc_trio.testing.netns``)."""
     if shutil.which("nft") is None:
-        return False, "nft (nftables) not found"
-    if not in_test_netns():
-        return False, "not inside the private test network namespace"
-    return True, ""
+        return False, "nft (nftables) not found; `make sysdeps` installs it as root"
+    return netns_available()
 
 
 def _nft(script: str) -> None:
