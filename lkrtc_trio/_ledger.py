@@ -75,6 +75,12 @@ class SendLedger:
 
     def _prune(self, now: float) -> None:
         absent = self._absent
+        if not absent and self._since is None:  # the common case, per send
+            horizon = now - self.lookback
+            accepted = self._accepted
+            while accepted and accepted[0][0] < horizon:
+                accepted.popleft()
+            return
         if absent:
             too_old = now - self.absence_limit
             for who in [w for w, t in absent.items() if t < too_old]:

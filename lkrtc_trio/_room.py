@@ -102,11 +102,12 @@ class RoomOptions:
             ``Disconnected(CONNECTION_TIMEOUT)``, ends the room and tells the
             native core to stop. Calls made while the room reconnects
             (``publish_data``, updates, ``perform_rpc``...) wait in lkrtc_trio,
-            not in the native core: they are sent, in call order, at
-            ``Reconnected``, or raise ``RoomDisconnectedError`` when the room
-            gives up, so none waits longer than this. None: leave it to the
-            native core (measured: ``Disconnected`` 25-30 s after a server
-            crash; a partition is retried for minutes).
+            not in the native core: they are sent, in call order, once the
+            room is back and settled (everyone who was there before has
+            rejoined, at most 10 s after ``Reconnected``), or raise
+            ``RoomDisconnectedError`` when the room gives up. None: leave it
+            to the native core (measured: ``Disconnected`` 24-26 s after a
+            server crash; a partition is retried for minutes).
     """
 
     auto_subscribe: bool = True
@@ -489,15 +490,7 @@ class Room(metaclass=NoPublicConstructor):
         deadline = anyio.current_time() + budget
         await session.stop_services(min(1.0, budget / 2))
         if not session.ended.is_set() and session.handle.id:
-            req = ffi_pb2.FfiRequest()
-            req.disconnect.room_handle = session.handle.id
-            req.disconnect.reason = CLIENT_INITIATED
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-                try:
-                    await session.rt.request_async(req, "disconnect")
-                    await session.eos.wait()
-                except LiveKitError as exc:
-                    log.warning("disconnect failed: %s", exc)
+            await self._native_disconnect(max(0.0, deadline - anyio.current_time()))
             if self._state.connection_state != ConnectionState.CONN_DISCONNECTED:
                 session.disconnect_reason = CLIENT_INITIATED
         self._release()
@@ -519,10 +512,16 @@ class Room(metaclass=NoPublicConstructor):
         self._emit(ev.ConnectionStateChanged(state=ConnectionState.CONN_DISCONNECTED))
         self._emit(ev.Disconnected(reason=DisconnectReason.CONNECTION_TIMEOUT))
         self._end()
+        await self._native_disconnect(self._options.disconnect_timeout)
+
+    async def _native_disconnect(self, limit: float) -> None:
+        """Asks the native core to leave the room and waits, at most ``limit``
+        seconds, for it to confirm (its end of stream)."""
+        session = self._session
         req = ffi_pb2.FfiRequest()
         req.disconnect.room_handle = session.handle.id
         req.disconnect.reason = CLIENT_INITIATED
-        with anyio.move_on_after(self._options.disconnect_timeout):
+        with anyio.move_on_after(limit):
             try:
                 await session.rt.request_async(req, "disconnect")
                 await session.eos.wait()
