@@ -587,8 +587,12 @@ class Room(metaclass=NoPublicConstructor):
                 entry[0].set()
         elif isinstance(out, ev.Disconnected):
             self._session.disconnect_reason = int(out.reason)
-            # ended while reconnecting: what the episode may have lost
-            self._report(self._session.ledger.settled(time.monotonic()))
+            if not self._session.closed:
+                # ended by the server or the network: what the last moments
+                # (or the reconnection under way) may have lost
+                now = time.monotonic()
+                self._session.ledger.reconnecting(now)
+                self._report(self._session.ledger.settled(now))
         elif isinstance(out, ev.ParticipantDisconnected):
             now = time.monotonic()
             if len(self._departed) > 64:
