@@ -10,6 +10,15 @@ reference are in the repository's docs/ folder.
 from ._audio import AudioFrame as AudioFrame
 from ._audio import AudioResampler as AudioResampler
 from ._audio import AudioSource as AudioSource
+from ._datastream import ByteStreamHandler as ByteStreamHandler
+from ._datastream import ByteStreamInfo as ByteStreamInfo
+from ._datastream import ByteStreamReader as ByteStreamReader
+from ._datastream import ByteStreamWriter as ByteStreamWriter
+from ._datastream import StreamSubscription as StreamSubscription
+from ._datastream import TextStreamHandler as TextStreamHandler
+from ._datastream import TextStreamInfo as TextStreamInfo
+from ._datastream import TextStreamReader as TextStreamReader
+from ._datastream import TextStreamWriter as TextStreamWriter
 from ._errors import ConnectError as ConnectError
 from ._errors import EventOverflowError as EventOverflowError
 from ._errors import ForkError as ForkError
@@ -26,6 +35,7 @@ from ._errors import PublishTranscriptionError as PublishTranscriptionError
 from ._errors import ResourceClosedError as ResourceClosedError
 from ._errors import RoomClosedError as RoomClosedError
 from ._errors import RoomDisconnectedError as RoomDisconnectedError
+from ._errors import StreamError as StreamError
 from ._errors import UnpublishTrackError as UnpublishTrackError
 from ._events import ActiveSpeakersChanged as ActiveSpeakersChanged
 from ._events import ChatMessageReceived as ChatMessageReceived
@@ -35,7 +45,6 @@ from ._events import (
     DataChannelBufferedAmountLowThresholdChanged as DataChannelBufferedAmountLowThresholdChanged,
 )
 from ._events import DataReceived as DataReceived
-from ._events import DataStreamEvent as DataStreamEvent
 from ._events import DataTrackPublished as DataTrackPublished
 from ._events import DataTrackUnpublished as DataTrackUnpublished
 from ._events import Disconnected as Disconnected

@@ -24,6 +24,7 @@ __all__ = [
     "ResourceClosedError",
     "RoomClosedError",
     "RoomDisconnectedError",
+    "StreamError",
     "UnpublishTrackError",
 ]
 
@@ -135,6 +136,13 @@ class EventOverflowError(LiveKitError):
 class PublishDataError(LiveKitError):
     """``publish_data`` failed: the payload is over the limit (raised before
     anything is sent) or the native core could not send it."""
+
+
+class StreamError(LiveKitError):
+    """A data stream failed: the sender aborted it (the reason is in the
+    message), the sender left, the room reconnected while it was open (chunks
+    may be lost), the room closed, the reader's buffer limit was exceeded, or
+    the native core could not send it."""
 
 
 class PublishDTMFError(LiveKitError):

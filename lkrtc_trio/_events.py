@@ -39,7 +39,6 @@ __all__ = [
     "ConnectionStateChanged",
     "DataChannelBufferedAmountLowThresholdChanged",
     "DataReceived",
-    "DataStreamEvent",
     "DataTrackPublished",
     "DataTrackUnpublished",
     "Disconnected",
@@ -307,18 +306,6 @@ class DataChannelBufferedAmountLowThresholdChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DataStreamEvent:
-    """Data-stream traffic (``stream_header_received``, ``stream_chunk_received``,
-    ``stream_trailer_received``, ``byte_stream_opened``, ``text_stream_opened``).
-    Reading data streams is not supported yet: the event carries the protobuf
-    header, chunk or trailer; stream readers are closed at once."""
-
-    name: str
-    participant: Participant | None
-    message: Any
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RoomUpdated:
     """The server changed the room's info (``room.sid``, ``room.metadata``,
     counts), already applied to the room. ``moved`` is True when the
@@ -421,7 +408,6 @@ RoomEvent: TypeAlias = (
     | E2eeStateChanged
     | ChatMessageReceived
     | DataChannelBufferedAmountLowThresholdChanged
-    | DataStreamEvent
     | RoomUpdated
     | ParticipantsUpdated
     | ParticipantEncryptionStatusChanged

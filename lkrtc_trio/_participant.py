@@ -7,16 +7,21 @@ state by accident.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
+import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import anyio
 
+from . import _datastream as ds
+from ._datastream import ByteStreamInfo, ByteStreamWriter, TextStreamInfo, TextStreamWriter
 from ._errors import (
     ParticipantUpdateError,
     PublishDataError,
@@ -24,6 +29,7 @@ from ._errors import (
     PublishTrackError,
     PublishTranscriptionError,
     ResourceClosedError,
+    StreamError,
     UnpublishTrackError,
 )
 from ._proto import ffi_pb2
@@ -411,6 +417,274 @@ class LocalParticipant(Participant):
         if cb.error:
             raise PublishDataError(str(cb.error))
         return seq
+
+    # -- data streams ------------------------------------------------------------------
+    async def send_text(
+        self,
+        text: str,
+        *,
+        topic: str = "",
+        destination_identities: Iterable[str] | None = None,
+        attributes: Mapping[str, str] | None = None,
+        reply_to_id: str | None = None,
+    ) -> TextStreamInfo:
+        """Sends ``text`` as one whole text stream, to everyone or to
+        ``destination_identities``; returns its info once it was sent.
+
+        The native core splits it into chunks (of at most 15000 bytes, never
+        splitting a character); the receiver reads them with a text stream
+        handler or subscription on ``topic``.
+
+        Raises:
+            TypeError: an argument of the wrong type.
+            StreamError: the native core could not send it.
+            RoomClosedError, RoomDisconnectedError: the room is gone (also
+                when it ends while the call waits).
+
+        Cancellation: returns at once; the stream may still be sent whole.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        attrs = ds.check_text_args(topic, attributes, reply_to_id)
+        identities = _identities(destination_identities)
+        req = ffi_pb2.FfiRequest()
+        msg = req.send_text
+        msg.local_participant_handle = self._rec.handle.id
+        msg.text = text
+        ds.fill_options(
+            msg.options,
+            topic=topic,
+            attributes=attrs,
+            identities=identities,
+            sender_identity=self.identity,
+        )
+        if reply_to_id:
+            msg.options.reply_to_stream_id = reply_to_id
+        cb = await self._session.request(req, "send_text")
+        if cb.HasField("error"):
+            raise StreamError(f"send_text failed: {cb.error.description}")
+        return ds.text_info(cb.info)
+
+    async def send_bytes(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        name: str | None = None,
+        mime_type: str | None = None,
+        topic: str = "",
+        destination_identities: Iterable[str] | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> ByteStreamInfo:
+        """Sends ``data`` (any C-contiguous buffer) as one whole byte stream;
+        returns its info once it was sent. The native request carries the
+        bytes inline: they are copied once into it (bytes are not copied
+        before that), and later changes to the buffer are not sent.
+
+        Args:
+            name: the stream's name (default "unknown", as the official SDKs).
+            mime_type: default "application/octet-stream".
+
+        Raises:
+            TypeError: an argument of the wrong type.
+            StreamError: the native core could not send it.
+            RoomClosedError, RoomDisconnectedError: the room is gone.
+
+        Cancellation: returns at once; the stream may still be sent whole.
+        """
+        payload = ds.as_bytes(data)
+        attrs = ds.check_text_args(topic, attributes)
+        for label, value in (("name", name), ("mime_type", mime_type)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{label} must be a str or None")
+        identities = _identities(destination_identities)
+        req = ffi_pb2.FfiRequest()
+        msg = req.send_bytes
+        msg.local_participant_handle = self._rec.handle.id
+        msg.bytes = payload
+        ds.fill_options(
+            msg.options,
+            topic=topic,
+            attributes=attrs,
+            identities=identities,
+            sender_identity=self.identity,
+        )
+        msg.options.name = "unknown" if name is None else name
+        msg.options.mime_type = mime_type or "application/octet-stream"
+        msg.options.total_length = len(payload)
+        del payload
+        cb = await self._session.request(req, "send_bytes")
+        if cb.HasField("error"):
+            raise StreamError(f"send_bytes failed: {cb.error.description}")
+        return ds.byte_info(cb.info)
+
+    async def send_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        topic: str = "",
+        destination_identities: Iterable[str] | None = None,
+        attributes: Mapping[str, str] | None = None,
+        mime_type: str | None = None,
+    ) -> ByteStreamInfo:
+        """Sends the file at ``path`` as one byte stream (the native core
+        reads it); its name is the file's base name, its MIME type
+        ``mime_type`` or guessed from the name.
+
+        Raises:
+            FileNotFoundError / IsADirectoryError / PermissionError: ``path``
+                is not a readable file (checked before anything is sent).
+            TypeError: an argument of the wrong type.
+            StreamError: the native core could not send it.
+            RoomClosedError, RoomDisconnectedError: the room is gone.
+
+        Cancellation: returns at once; the file may still be sent whole.
+        """
+        file_path, size = ds.check_file(path)
+        attrs = ds.check_text_args(topic, attributes)
+        if mime_type is not None and not isinstance(mime_type, str):
+            raise TypeError("mime_type must be a str or None")
+        identities = _identities(destination_identities)
+        req = ffi_pb2.FfiRequest()
+        msg = req.send_file
+        msg.local_participant_handle = self._rec.handle.id
+        msg.file_path = file_path
+        ds.fill_options(
+            msg.options,
+            topic=topic,
+            attributes=attrs,
+            identities=identities,
+            sender_identity=self.identity,
+        )
+        msg.options.name = os.path.basename(file_path)
+        msg.options.mime_type = mime_type or ds.guess_mime_type(file_path)
+        msg.options.total_length = size
+        cb = await self._session.request(req, "send_file")
+        if cb.HasField("error"):
+            raise StreamError(f"send_file failed: {cb.error.description}")
+        return ds.byte_info(cb.info)
+
+    @asynccontextmanager
+    async def stream_text(
+        self,
+        *,
+        topic: str = "",
+        destination_identities: Iterable[str] | None = None,
+        attributes: Mapping[str, str] | None = None,
+        reply_to_id: str | None = None,
+        total_size: int | None = None,
+    ) -> AsyncIterator[TextStreamWriter]:
+        """Opens a text stream: ``async with lp.stream_text(topic=...) as w:
+        await w.write(...)``.
+
+        Leaving the block normally closes the stream (readers end normally).
+        Leaving it by an exception, cancellation included, aborts the stream
+        with that exception as the reason (readers get ``StreamError``):
+        shielded from the cancellation, bounded by 5 s, and the native writer
+        released whatever happens; the exception then propagates unchanged.
+        If the room reconnects while the stream is open, chunks may have been
+        lost: the stream is aborted then too, ``write`` raises
+        ``StreamError``, and so does the end of the block.
+
+        Args:
+            total_size: the announced size in bytes (kept in ``info.size``;
+                the native core does not transmit it for text).
+
+        Raises:
+            TypeError: an argument of the wrong type.
+            StreamError: opening or closing failed, or the stream was aborted
+                by a reconnection.
+            RoomClosedError, RoomDisconnectedError: the room is gone.
+
+        Cancellation: while opening, returns at once (a stream opened late is
+        released); inside the block, as above.
+        """
+        attrs = ds.check_text_args(topic, attributes, reply_to_id)
+        identities = _identities(destination_identities)
+        if total_size is not None and (
+            isinstance(total_size, bool) or not isinstance(total_size, int) or total_size < 0
+        ):
+            raise TypeError("total_size must be a non-negative int or None")
+        req = ffi_pb2.FfiRequest()
+        msg = req.text_stream_open
+        msg.local_participant_handle = self._rec.handle.id
+        ds.fill_options(
+            msg.options,
+            topic=topic,
+            attributes=attrs,
+            identities=identities,
+            sender_identity=self.identity,
+        )
+        if reply_to_id:
+            msg.options.reply_to_stream_id = reply_to_id
+        cb = await self._session.request(req, "text_stream_open")
+        if cb.HasField("error"):
+            raise StreamError(f"opening the text stream failed: {cb.error.description}")
+        session = self._session
+        handle = session.rt.own(cb.writer.handle.id, "text_stream_writer")
+        info = ds.text_info(cb.writer.info)
+        if info.size is None and total_size is not None:
+            info = dataclasses.replace(info, size=total_size)
+        writer = TextStreamWriter(session.streams, handle, info)
+        async with ds.writing(writer):
+            yield writer
+
+    @asynccontextmanager
+    async def stream_bytes(
+        self,
+        name: str,
+        *,
+        total_size: int | None = None,
+        mime_type: str = "application/octet-stream",
+        topic: str = "",
+        destination_identities: Iterable[str] | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[ByteStreamWriter]:
+        """Opens a byte stream named ``name``: ``async with
+        lp.stream_bytes("photo.jpg", total_size=n) as w: await w.write(...)``.
+        Closing and aborting as :meth:`stream_text`.
+
+        Args:
+            total_size: the announced size in bytes; receivers fail the
+                stream if more arrives, or less by the close.
+
+        Raises:
+            TypeError, StreamError, RoomClosedError, RoomDisconnectedError: as
+                :meth:`stream_text`.
+
+        Cancellation: as :meth:`stream_text`.
+        """
+        if not isinstance(name, str):
+            raise TypeError("name must be a str")
+        if not isinstance(mime_type, str):
+            raise TypeError("mime_type must be a str")
+        attrs = ds.check_text_args(topic, attributes)
+        identities = _identities(destination_identities)
+        if total_size is not None and (
+            isinstance(total_size, bool) or not isinstance(total_size, int) or total_size < 0
+        ):
+            raise TypeError("total_size must be a non-negative int or None")
+        req = ffi_pb2.FfiRequest()
+        msg = req.byte_stream_open
+        msg.local_participant_handle = self._rec.handle.id
+        ds.fill_options(
+            msg.options,
+            topic=topic,
+            attributes=attrs,
+            identities=identities,
+            sender_identity=self.identity,
+        )
+        msg.options.name = name
+        msg.options.mime_type = mime_type
+        if total_size is not None:
+            msg.options.total_length = total_size
+        cb = await self._session.request(req, "byte_stream_open")
+        if cb.HasField("error"):
+            raise StreamError(f"opening the byte stream failed: {cb.error.description}")
+        session = self._session
+        handle = session.rt.own(cb.writer.handle.id, "byte_stream_writer")
+        writer = ByteStreamWriter(session.streams, handle, ds.byte_info(cb.writer.info))
+        async with ds.writing(writer):
+            yield writer
 
     async def publish_dtmf(self, *, code: int, digit: str) -> None:
         """Sends a SIP DTMF tone event (RFC 4733: codes 0-9 are the digits,

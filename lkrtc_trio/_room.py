@@ -25,6 +25,15 @@ from anyio.streams.memory import (
 )
 
 from . import _events as ev
+from ._datastream import (
+    DEFAULT_STREAM_BUFFER_LIMIT,
+    SUBSCRIPTION_BUFFER,
+    ByteStreamHandler,
+    ByteStreamReader,
+    StreamSubscription,
+    TextStreamHandler,
+    TextStreamReader,
+)
 from ._dispatch import owned_handle_ids
 from ._errors import (
     ConnectError,
@@ -108,6 +117,9 @@ class RoomOptions:
             ``RoomDisconnectedError`` when the room gives up. None: leave it
             to the native core (measured: ``Disconnected`` 24-26 s after a
             server crash; a partition is retried for minutes).
+        stream_buffer_limit: bytes an incoming data stream's reader may hold
+            unread (default 16 MiB); beyond it the reader fails with
+            ``StreamError`` and the rest of that stream is dropped.
     """
 
     auto_subscribe: bool = True
@@ -120,6 +132,7 @@ class RoomOptions:
     events_max_buffer: int = 256
     rpc_max_concurrency: int = 64
     reconnect_timeout: float | None = 30.0
+    stream_buffer_limit: int = DEFAULT_STREAM_BUFFER_LIMIT
 
     def __post_init__(self) -> None:
         if self.connect_timeout is not None and not (
@@ -138,6 +151,10 @@ class RoomOptions:
             math.isfinite(self.reconnect_timeout) and self.reconnect_timeout > 0
         ):
             raise ValueError(f"reconnect_timeout must be positive, not {self.reconnect_timeout!r}")
+        if isinstance(self.stream_buffer_limit, bool) or not (
+            isinstance(self.stream_buffer_limit, int) and self.stream_buffer_limit >= 1
+        ):
+            raise ValueError("stream_buffer_limit must be a positive int (bytes)")
 
     def _fill(self, msg: Any) -> None:
         msg.auto_subscribe = self.auto_subscribe
@@ -282,6 +299,7 @@ class Room(metaclass=NoPublicConstructor):
             rt.own(result.room.handle.id, "room"),
             options.rpc_max_concurrency,
             options.reconnect_timeout,
+            options.stream_buffer_limit,
         )
         session.give_up = self._give_up
         session.on_settled = self._settle
@@ -390,6 +408,60 @@ class Room(metaclass=NoPublicConstructor):
         else:
             self._subs.add(sub)
         return sub
+
+    # -- data streams -------------------------------------------------------------------
+    def register_text_stream_handler(self, topic: str, handler: TextStreamHandler) -> None:
+        """Serves incoming text streams on ``topic`` with ``handler(reader,
+        participant_identity)``.
+
+        The handler may be sync or async; it runs as a task in the room's task
+        group, one per stream, and the reader is closed when it returns (so a
+        sync handler sees only ``reader.info``; read in an async one). An
+        exception it raises is logged and the room goes on. Streams on a topic
+        with neither a handler nor a subscription are released and logged
+        once per topic.
+
+        Raises:
+            ValueError: ``topic`` already has a handler or a subscription.
+            TypeError: ``topic`` is not a str or ``handler`` not callable.
+            RoomClosedError: the room is closed.
+        """
+        self._session.streams.register("text", topic, handler)
+
+    def unregister_text_stream_handler(self, topic: str) -> None:
+        """Stops serving text streams on ``topic`` (streams already handed to
+        the handler go on). Unknown topics are ignored."""
+        self._session.streams.unregister("text", topic)
+
+    def register_byte_stream_handler(self, topic: str, handler: ByteStreamHandler) -> None:
+        """As :meth:`register_text_stream_handler`, for byte streams."""
+        self._session.streams.register("byte", topic, handler)
+
+    def unregister_byte_stream_handler(self, topic: str) -> None:
+        """As :meth:`unregister_text_stream_handler`, for byte streams."""
+        self._session.streams.unregister("byte", topic)
+
+    def text_streams(
+        self, topic: str, *, max_buffer: int = SUBSCRIPTION_BUFFER
+    ) -> StreamSubscription[TextStreamReader]:
+        """Subscribes to incoming text streams on ``topic``: ``with
+        room.text_streams(topic) as sub: async for reader in sub:``. A topic
+        is served by a handler or by one subscription, not both. A stream
+        that arrives while ``max_buffer`` readers wait unreceived is refused
+        (logged; its sender's stream is dropped here).
+
+        Raises:
+            ValueError: ``topic`` already has a handler or a subscription, or
+                ``max_buffer`` < 1.
+            RoomClosedError: the room is closed.
+        """
+        return self._session.streams.subscribe("text", topic, max_buffer)
+
+    def byte_streams(
+        self, topic: str, *, max_buffer: int = SUBSCRIPTION_BUFFER
+    ) -> StreamSubscription[ByteStreamReader]:
+        """As :meth:`text_streams`, for byte streams."""
+        return self._session.streams.subscribe("byte", topic, max_buffer)
 
     async def wait_for_participant(self, identity: str) -> RemoteParticipant:
         """Waits until a remote participant with ``identity`` is in the room.
@@ -547,6 +619,14 @@ class Room(metaclass=NoPublicConstructor):
             )
 
     def _end(self) -> None:
+        session = self._session
+        session.streams.close(
+            "the room was closed"
+            if session.closed
+            else f"the native core failed: {session.failure}"
+            if session.failure is not None
+            else "the room was disconnected"
+        )
         self._session.ended.set()
         self._session.announced.set()
         self._session.end_calls()
@@ -572,6 +652,9 @@ class Room(metaclass=NoPublicConstructor):
             return
         re = event.room_event
         kind = re.WhichOneof("message")
+        if kind == "text_stream_opened" or kind == "byte_stream_opened":
+            self._session.streams.on_opened(kind[:4], getattr(re, kind))
+            return
         if kind == "eos":
             self._session.eos.set()
             self._end()
@@ -598,6 +681,9 @@ class Room(metaclass=NoPublicConstructor):
             if len(self._departed) > 64:
                 self._departed = {w: t for w, t in self._departed.items() if t > now - 5.0}
             self._departed[out.participant.identity] = now
+            self._session.streams.fail_from(
+                out.participant.identity, "the sender left the room while the stream was open"
+            )
             self._session.ledger.participant_left(out.participant.identity, now)
         elif isinstance(out, ev.Reconnecting):
             if not self._session.ledger.in_episode:
@@ -609,6 +695,7 @@ class Room(metaclass=NoPublicConstructor):
                     who for who, at in self._departed.items() if at >= recent
                 }
             self._session.set_reconnecting(True)
+            self._session.streams.on_reconnecting()
         elif isinstance(out, ev.Reconnected):
             self._session.set_reconnecting(False)
             self._emit(out)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, final
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._datastream import DEFAULT_STREAM_BUFFER_LIMIT, StreamRouter
 from ._dispatch import Reaper, Waiter
 from ._errors import NativePanicError, RoomClosedError, RoomDisconnectedError
 from ._ledger import AtRisk, SendLedger
@@ -35,6 +36,9 @@ log = logging.getLogger("lkrtc_trio.room")
 SETTLE_LIMIT = 10.0
 
 Invocation = tuple[int, RpcInvocationData]
+Job = tuple[Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]
+#: jobs waiting for the service task to start them (beyond: refused)
+JOB_QUEUE = 1024
 
 
 def _ignore(_: Any) -> None:
@@ -68,6 +72,7 @@ class RoomSession:
         handle: OwnedHandle,
         rpc_max_concurrency: int,
         reconnect_timeout: float | None = None,
+        stream_buffer_limit: int = DEFAULT_STREAM_BUFFER_LIMIT,
     ) -> None:
         self.rt = rt
         self.handle = handle
@@ -99,6 +104,10 @@ class RoomSession:
         self._active_rpcs = 0
         self._admitted = 0  # invocations queued or running
         self._rpcs_idle: anyio.Event | None = None
+        #: work the dispatcher asks the service task to start (stream handlers)
+        self._jobs: MemoryObjectSendStream[Job] | None = None
+        #: incoming stream readers and outgoing writers of this room
+        self.streams = StreamRouter(self, stream_buffer_limit)
         #: calls held while reconnecting, in call order
         self._deferred: deque[_Deferred] = deque()
         #: async ids of this room's calls whose callers gave up before the answer
@@ -251,17 +260,39 @@ class RoomSession:
         # buffer: a burst that arrives before this task runs would otherwise
         # get limit + 1 slots instead of limit running + limit waiting.
         send, recv = anyio.create_memory_object_stream[Invocation](2 * limit)
+        jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](JOB_QUEUE)
         running = anyio.Semaphore(limit)
         async with anyio.create_task_group() as tg, recv:
             self._tg = tg
             self._invocations = send
             self._queued = recv
+            self._jobs = jobs_send
             tg.start_soon(self._watch_reconnect, self._reconnect_timeout)
+            tg.start_soon(self._start_jobs, tg, jobs_recv)
             task_status.started()
             async for invocation_id, data in recv:
                 await running.acquire()
                 self._active_rpcs += 1
                 tg.start_soon(self._serve_rpc, running, invocation_id, data)
+
+    @staticmethod
+    async def _start_jobs(tg: anyio.abc.TaskGroup, jobs: MemoryObjectReceiveStream[Job]) -> None:
+        with jobs:
+            async for fn, args in jobs:
+                tg.start_soon(fn, *args)
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> bool:
+        """From the dispatcher (or any code on the loop): runs ``fn(*args)``
+        as a task in the room's task group, soon. False, and nothing runs,
+        when the room is closing or ``JOB_QUEUE`` jobs already wait."""
+        send = self._jobs
+        if send is None or self.closed:
+            return False
+        try:
+            send.send_nowait((fn, args))
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
 
     def set_reconnecting(self, reconnecting: bool) -> None:
         """From the dispatcher: the native core reported ``Reconnecting``
@@ -357,6 +388,9 @@ class RoomSession:
         send, self._invocations = self._invocations, None
         if send is not None:
             send.close()
+        jobs, self._jobs = self._jobs, None
+        if jobs is not None:
+            jobs.close()
         tg.cancel_scope.cancel()
         queued, self._queued = self._queued, None
         if queued is not None:

@@ -110,11 +110,13 @@ class RoomState:
                     kind=DataPacketKind(m.kind), threshold=int(m.threshold)
                 )
             ),
-            "stream_header_received": self._data_stream,
-            "stream_chunk_received": self._data_stream,
-            "stream_trailer_received": self._data_stream,
-            "byte_stream_opened": self._data_stream,
-            "text_stream_opened": self._data_stream,
+            # the legacy stream packets (the native core handles streams and
+            # announces them as *_stream_opened, which the room routes)
+            "stream_header_received": self._ignored,
+            "stream_chunk_received": self._ignored,
+            "stream_trailer_received": self._ignored,
+            "byte_stream_opened": self._ignored,
+            "text_stream_opened": self._ignored,
             "room_updated": self._room_updated,
             "moved": self._room_moved,
             "participants_updated": self._participants_updated,
@@ -379,13 +381,9 @@ class RoomState:
         assert isinstance(track, RemoteTrack)
         return ev.TrackUnsubscribed(track=track, publication=pub.view, participant=rec.view)
 
-    def _data_stream(self, m: Any) -> ev.RoomEvent | None:
-        self.release_unadopted(m)  # stream readers: not supported yet
-        return ev.DataStreamEvent(
-            name=m.DESCRIPTOR.name,
-            participant=self.participant(m.participant_identity),
-            message=m,
-        )
+    def _ignored(self, m: Any) -> ev.RoomEvent | None:
+        self.release_unadopted(m)
+        return None
 
     def _room_updated(self, m: Any) -> ev.RoomEvent | None:
         self.info.CopyFrom(m)
