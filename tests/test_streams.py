@@ -105,9 +105,9 @@ async def test_text_and_bytes_round_trip_with_handlers_and_subscriptions(
             with anyio.fail_after(STEP):
                 reader = await sub.receive()
                 async with reader:
-                    out = await reader.write_to_file(tmp_path / "in" if False else tmp_path)
+                    out = await reader.write_to_file(tmp_path)
             assert Path(out).name == "notes (1).txt"  # never replaces the original
-            assert Path(out).read_bytes() == path.read_bytes()
+            assert await anyio.Path(out).read_bytes() == await anyio.Path(path).read_bytes()
 
             chunks = [bytes([i]) * 40_000 for i in range(8)]
             async with alice.local_participant.stream_bytes(
