@@ -200,6 +200,26 @@ def test_partition(seconds: int, partitions: None) -> None:
         check_nothing_left(out)
 
 
+def test_a_stream_cut_by_a_full_reconnect_fails_at_the_reader(partitions: None) -> None:
+    """A text stream written through a 20 s partition (both rooms reconnect):
+    its reader gets ``StreamError``, never a complete stream; the writer's
+    block raises ``StreamError`` too. Streams before and after the fault
+    complete whole."""
+    for backend, out in scenario("stream-partition", "20", limit=200).items():
+        end = out["end"]
+        readers, writers = end["readers"], end["writers"]
+        assert end["reconnected"], backend
+        assert readers["before"] == {**readers["before"], "outcome": "complete", "parts": 20}
+        assert readers["after"] == {**readers["after"], "outcome": "complete", "parts": 20}
+        assert writers["before"]["outcome"] == writers["after"]["outcome"] == "closed"
+        cut = readers["through"]
+        assert cut["outcome"].startswith("StreamError"), (backend, cut)
+        assert cut["parts"] < writers["through"]["written"] or "reconnected" in cut["outcome"]
+        assert writers["through"]["outcome"].startswith("StreamError"), (backend, writers)
+        assert end["open"] == [[0, 0], [0, 0]], (backend, end["open"])
+        check_nothing_left(out)
+
+
 def test_one_sided_partition_only_the_sender_is_cut_off(partitions: None) -> None:
     """Only the sender's traffic is dropped (20 s): the sender reconnects and
     reports what may be lost; the receiver keeps its connection (no

@@ -18,6 +18,10 @@ the receiver records what arrives. Times are seconds since the fault.
 - ``restart``: the server is SIGKILLed and started again on the same ports 2 s
   later.
 - ``simulate KIND``: ``Room.simulate_scenario(KIND)`` on the sender.
+- ``stream-partition SECONDS``: as ``partition``, but the sender writes a text
+  stream (a part every 100 ms) through the fault, and the receiver records
+  how its reader ended; a stream before and one after the fault are the
+  controls.
 
 Prints one JSON object (see :class:`Log`); exit 0 unless the scenario itself
 broke. ``SDK`` is ``trio`` or ``asyncio`` (lkrtc-trio on that backend) or
@@ -253,6 +257,87 @@ async def record_call(log: Log, name: str, call: Callable[[], Awaitable[Any]]) -
     log.calls[name] = (outcome, log.now())
 
 
+# -- a data stream through a partition ------------------------------------------------------
+async def stream_partition(seconds: float, log: Log, server: LocalServer) -> None:
+    import lkrtc_trio as lk
+    from lkrtc_trio._runtime import live_native_handles, pending_requests
+    from tests.helpers import server_participants
+
+    info = server.info
+    readers: dict[str, dict[str, Any]] = {}
+
+    async def on_text(reader: lk.TextStreamReader, identity: str) -> None:
+        name = reader.info.attributes["name"]
+        parts = 0
+        outcome = "complete"
+        try:
+            async for chunk in reader:
+                parts += chunk.count("|")
+        except lk.StreamError as exc:
+            outcome = f"StreamError: {exc}"
+        readers[name] = {"outcome": outcome, "parts": parts, "at": round(log.now(), 3)}
+        log.event("receiver", "stream_end", name=name, outcome=outcome, parts=parts)
+
+    async def write(lp: lk.LocalParticipant, name: str, parts: int, gap: float) -> dict[str, Any]:
+        written = 0
+        outcome = "closed"
+        try:
+            async with lp.stream_text(topic="s", attributes={"name": name}) as w:
+                for i in range(parts):
+                    await w.write(f"part {i:05d}|")
+                    written += 1
+                    await anyio.sleep(gap)
+        except lk.LiveKitError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        return {"outcome": outcome, "written": written, "at": round(log.now(), 3)}
+
+    async with (
+        lk.open_room(info.url, mint_token("sender", ROOM)) as sender,
+        lk.open_room(info.url, mint_token("receiver", ROOM)) as receiver,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(watch, log, "sender", sender, False)
+        tg.start_soon(watch, log, "receiver", receiver, True)
+        receiver.register_text_stream_handler("s", on_text)
+        assert await connected_both([sender, receiver], 10), "the rooms did not meet"
+        lp = sender.local_participant
+        writers: dict[str, dict[str, Any]] = {}
+        writers["before"] = await write(lp, "before", 20, 0.01)
+
+        async def through() -> None:
+            writers["through"] = await write(lp, "through", int((seconds + 25) / 0.1), 0.1)
+
+        async with anyio.create_task_group() as inner:
+            inner.start_soon(through)
+            await anyio.sleep(1)
+            log.fault_at = log.now()
+            with Partition(info):
+                log.event("test", "cut")
+                await anyio.sleep(seconds)
+            log.event("test", "healed")
+        log.end["reconnected"] = await connected_both([sender, receiver], SETTLE)
+        writers["after"] = await write(lp, "after", 20, 0.01)
+        with anyio.move_on_after(10):
+            while len(readers) < 3:
+                await anyio.sleep(0.1)
+        log.end["writers"] = writers
+        log.end["readers"] = readers
+        log.end["open"] = [
+            (r._session.streams.open_readers, r._session.streams.open_writers)
+            for r in (sender, receiver)
+        ]
+        tg.cancel_scope.cancel()
+    with anyio.move_on_after(10):
+        while pending_requests() or live_native_handles():
+            await anyio.sleep(0.05)
+    log.end["handles"] = live_native_handles()
+    log.end["pending"] = pending_requests()
+    with anyio.fail_after(10):
+        while await server_participants(info, ROOM):
+            await anyio.sleep(0.2)
+    log.end["server_participants"] = 0
+
+
 # -- one-sided: the sender in a child process whose traffic alone is dropped ------------
 async def one_sided(seconds: float, sdk: str, count: int, log: Log, server: LocalServer) -> None:
     import lkrtc_trio as lk
@@ -385,6 +470,8 @@ def main() -> None:
     try:
         if sdk == "official":
             anyio.run(official, float(arg), count, log, server.info, backend="asyncio")
+        elif scenario == "stream-partition":
+            anyio.run(stream_partition, float(arg), log, server, backend=sdk)
         elif scenario == "one-sided":
             anyio.run(one_sided, float(arg), sdk, count, log, server, backend=sdk)
         else:
