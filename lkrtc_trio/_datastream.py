@@ -29,12 +29,12 @@ import mimetypes
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import Any, Generic, Protocol, TypeVar, final
 
 import anyio
 import anyio.lowlevel
@@ -42,10 +42,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._errors import ResourceClosedError, StreamError
 from ._proto import ffi_pb2
-from ._runtime import OwnedHandle
-
-if TYPE_CHECKING:
-    from ._session import RoomSession
+from ._runtime import OwnedHandle, Runtime
 
 __all__ = [
     "DEFAULT_STREAM_BUFFER_LIMIT",
@@ -480,13 +477,26 @@ class StreamSubscription(Generic[R]):
 
 
 # -- the room's router --------------------------------------------------------------------
+class StreamHost(Protocol):
+    """What the router needs of the room's session (``RoomSession``)."""
+
+    rt: Runtime
+    closed: bool
+
+    def check_open(self) -> None: ...
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> bool: ...
+
+    async def request(self, req: Any, field: str) -> Any: ...
+
+
 @final
 class StreamRouter:
     """Per room: topic -> consumer, and every open incoming reader (to fail
     them when their sender leaves, the room reconnects or closes). Every
     method runs on the loop."""
 
-    def __init__(self, session: RoomSession, buffer_limit: int) -> None:
+    def __init__(self, session: StreamHost, buffer_limit: int) -> None:
         self._session = session
         self._limit = buffer_limit
         self._handlers: dict[tuple[str, str], Callable[[Any, str], Any]] = {}

@@ -276,7 +276,7 @@ async def stream_partition(seconds: float, log: Log, server: LocalServer) -> Non
         except lk.StreamError as exc:
             outcome = f"StreamError: {exc}"
         readers[name] = {"outcome": outcome, "parts": parts, "at": round(log.now(), 3)}
-        log.event("receiver", "stream_end", name=name, outcome=outcome, parts=parts)
+        log.event("receiver", "stream_end", stream=name, outcome=outcome, parts=parts)
 
     async def write(lp: lk.LocalParticipant, name: str, parts: int, gap: float) -> dict[str, Any]:
         written = 0
