@@ -677,6 +677,7 @@ class _Writer:
         self._handle.close()
 
     async def _write_request(self, req: Any, field: str) -> None:
+        self._session.check_open()  # a room that is gone says so
         if self._closed:
             raise ResourceClosedError("the stream is closed")
         if self._broken is not None:
@@ -696,6 +697,9 @@ class _Writer:
         the handle to the native core; if it cannot be sent, the handle is
         released here."""
         if self._closed:
+            # already aborted, or released because the room is gone (then
+            # this raises: the stream did not complete)
+            self._session.check_open()
             return
         self._closed = True
         field = f"{self._prefix}_stream_close"

@@ -207,3 +207,31 @@ async def test_handler_failure_and_buffer_limit_leave_the_room_running(
             reader2.close()
         streams_idle(alice, bob)
     await wait_released()
+
+
+async def test_a_sender_that_leaves_mid_stream_fails_the_reader(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """alice's room is closed while her writer is open: her block raises
+    RoomClosedError (the stream did not complete), and bob's reader fails
+    with StreamError once alice has left, after the chunks that came."""
+    url = livekit_server.url
+    async with lk.open_room(url, livekit_token("bob")) as bob:
+        with bob.text_streams("t") as sub:
+            async with lk.open_room(url, livekit_token("alice")) as alice:
+                await see(alice, bob)
+                with pytest.raises(lk.RoomClosedError):
+                    async with alice.local_participant.stream_text(topic="t") as w:
+                        await w.write("first|")
+                        with anyio.fail_after(STEP):
+                            reader = await sub.receive()
+                            assert await reader.__anext__() == "first|"
+                        await alice.disconnect()
+                        await w.write("never sent")
+                assert alice._session.streams.open_writers == 0
+            with anyio.fail_after(STEP):
+                with pytest.raises(lk.StreamError, match="left"):
+                    await reader.read_all()
+            reader.close()
+        streams_idle(bob)
+    await wait_released()
