@@ -427,13 +427,15 @@ class LocalParticipant(Participant):
         destination_identities: Iterable[str] | None = None,
         attributes: Mapping[str, str] | None = None,
         reply_to_id: str | None = None,
+        compress: bool = True,
     ) -> TextStreamInfo:
         """Sends ``text`` as one whole text stream, to everyone or to
         ``destination_identities``; returns its info once it was sent.
 
-        The native core splits it into chunks (of at most 15000 bytes, never
-        splitting a character); the receiver reads them with a text stream
-        handler or subscription on ``topic``.
+        The native core splits it into chunks (never splitting a character)
+        and, with ``compress`` (the default, as in the official SDK),
+        compresses it when every recipient supports that; the receiver reads
+        it with a text stream handler or subscription on ``topic``.
 
         Raises:
             TypeError: an argument of the wrong type.
@@ -446,6 +448,8 @@ class LocalParticipant(Participant):
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         attrs = ds.check_text_args(topic, attributes, reply_to_id)
+        if not isinstance(compress, bool):
+            raise TypeError("compress must be a bool")
         identities = _identities(destination_identities)
         req = ffi_pb2.FfiRequest()
         msg = req.send_text
@@ -460,6 +464,7 @@ class LocalParticipant(Participant):
         )
         if reply_to_id:
             msg.options.reply_to_stream_id = reply_to_id
+        msg.options.compress = compress
         cb = await self._session.request(req, "send_text")
         if cb.HasField("error"):
             raise StreamError(f"send_text failed: {cb.error.description}")
@@ -474,6 +479,7 @@ class LocalParticipant(Participant):
         topic: str = "",
         destination_identities: Iterable[str] | None = None,
         attributes: Mapping[str, str] | None = None,
+        compress: bool = True,
     ) -> ByteStreamInfo:
         """Sends ``data`` (any C-contiguous buffer) as one whole byte stream;
         returns its info once it was sent. The native request carries the
@@ -483,6 +489,8 @@ class LocalParticipant(Participant):
         Args:
             name: the stream's name (default "unknown", as the official SDKs).
             mime_type: default "application/octet-stream".
+            compress: let the native core compress it when every recipient
+                supports that (default, as in the official SDK).
 
         Raises:
             TypeError: an argument of the wrong type.
@@ -493,6 +501,8 @@ class LocalParticipant(Participant):
         """
         payload = ds.as_bytes(data)
         attrs = ds.check_text_args(topic, attributes)
+        if not isinstance(compress, bool):
+            raise TypeError("compress must be a bool")
         for label, value in (("name", name), ("mime_type", mime_type)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{label} must be a str or None")
@@ -510,7 +520,7 @@ class LocalParticipant(Participant):
         )
         msg.options.name = "unknown" if name is None else name
         msg.options.mime_type = mime_type or "application/octet-stream"
-        msg.options.total_length = len(payload)
+        msg.options.compress = compress
         del payload
         cb = await self._session.request(req, "send_bytes")
         if cb.HasField("error"):
@@ -525,10 +535,12 @@ class LocalParticipant(Participant):
         destination_identities: Iterable[str] | None = None,
         attributes: Mapping[str, str] | None = None,
         mime_type: str | None = None,
+        compress: bool = True,
     ) -> ByteStreamInfo:
         """Sends the file at ``path`` as one byte stream (the native core
         reads it); its name is the file's base name, its MIME type
-        ``mime_type`` or guessed from the name.
+        ``mime_type`` or guessed from the name; ``compress`` as in
+        :meth:`send_bytes`.
 
         Raises:
             FileNotFoundError / IsADirectoryError / PermissionError: ``path``
@@ -541,6 +553,8 @@ class LocalParticipant(Participant):
         """
         file_path, size = ds.check_file(path)
         attrs = ds.check_text_args(topic, attributes)
+        if not isinstance(compress, bool):
+            raise TypeError("compress must be a bool")
         if mime_type is not None and not isinstance(mime_type, str):
             raise TypeError("mime_type must be a str or None")
         identities = _identities(destination_identities)
@@ -558,6 +572,7 @@ class LocalParticipant(Participant):
         msg.options.name = os.path.basename(file_path)
         msg.options.mime_type = mime_type or ds.guess_mime_type(file_path)
         msg.options.total_length = size
+        msg.options.compress = compress
         cb = await self._session.request(req, "send_file")
         if cb.HasField("error"):
             raise StreamError(f"send_file failed: {cb.error.description}")

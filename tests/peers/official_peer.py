@@ -17,6 +17,29 @@ dominant frequency and RMS of a participant's audio, never the audio itself), ``
 (identity, seconds, wait: mean [r, g, b] of each frame and the first frame's size),
 ``publish_tone`` (frequency, seconds, sample_rate, amplitude, name: a sine tone published as a
 microphone track, unpublished when it has played; replies with its sid).
+Data streams (replies describe the stream sent: ``stream_id``, ``topic``, ``mime_type``,
+``size``, ``attributes``, ``name`` for bytes, and the ``sha256`` hex and ``length`` of what
+was written): ``register_text_stream`` / ``register_byte_stream`` (topic, inline_max: a
+handler that reads each incoming stream whole and emits ``text_stream_opened`` /
+``byte_stream_opened`` at once, then ``text_stream_received`` (identity, stream_id, topic,
+attributes as of the end, mime_type, size, length in characters, bytes, sha256, chunks, and
+``text`` itself unless longer than inline_max characters) / ``byte_stream_received`` (the
+same with name, length in bytes and sha256, never the bytes), or ``stream_failed`` (kind,
+identity, stream_id, topic, description of the StreamError, ``read``: characters or bytes
+read before it, ``partial`` text when short) when reading raises),
+``unregister_text_stream`` / ``unregister_byte_stream`` (topic), ``send_text`` (text, topic,
+attributes, destination_identities), ``stream_text`` (parts, topic, attributes,
+destination_identities, delay between writes, close_attributes; abort_reason: close with
+that reason instead; hold: never close, the stream stays open until the peer leaves),
+``send_bytes`` / ``stream_bytes`` (name, size, seed: the content is
+``seeded_bytes(seed, size)``; mime_type, topic, attributes, destination_identities;
+stream_bytes also chunk_size, delay, total_size, abort_reason), ``send_file`` (path, topic,
+attributes, destination_identities), ``send_many_text_streams`` (count, parts, part_chars,
+delay, topic, key_prefix, destination_identities: ``count`` concurrent text streams, each
+with the attribute ``stream`` = key_prefix + its index and ``parts`` writes of
+``stream_part(key, j, part_chars)`` with ``delay`` seconds between, so that their writes
+interleave; replies with each stream's key, stream_id, text and sha256) and
+``open_streams`` (readers and writers of this peer still open).
 Events: ``connected``, ``participant_connected``/``_disconnected``, ``data_received``,
 ``participant_metadata_changed``/``_name_changed``/``_attributes_changed``,
 ``track_published``/``_unpublished``/``_subscribed``/``_unsubscribed``/``_muted``/``_unmuted``
@@ -33,12 +56,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -317,11 +342,68 @@ def _mean_colour(frame: rtc.VideoFrame, step: int = 4) -> list[int]:
     return [round(float(v)) for v in rgb.mean(axis=(0, 1))]
 
 
+# -- data streams ------------------------------------------------------------------------
+
+#: characters a ``stream_part`` draws from: 1, 2, 3 and 4 UTF-8 bytes each
+PART_ALPHABET = "abcxyz éüñ 你好世界 🎉🚀"
+
+
+def seeded_bytes(seed: int | str, size: int) -> bytes:
+    """``size`` deterministic bytes: SHA-256 of ``"{seed}:{k}"`` for k = 0, 1, ...,
+    concatenated and cut to ``size``."""
+    blocks = (size + 31) // 32
+    return b"".join(hashlib.sha256(f"{seed}:{k}".encode()).digest() for k in range(blocks))[:size]
+
+
+def stream_part(key: str, index: int, chars: int) -> str:
+    """Part ``index`` of the stream ``key``: a marker naming both, then ``chars``
+    deterministic characters of mixed UTF-8 widths."""
+    noise = seeded_bytes(f"{key}#{index}", chars)
+    body = "".join(PART_ALPHABET[b % len(PART_ALPHABET)] for b in noise)
+    return f"<{key}#{index}>{body}"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _info_fields(info: rtc.TextStreamInfo | rtc.ByteStreamInfo) -> JsonDict:
+    fields: JsonDict = {
+        "stream_id": info.stream_id,
+        "topic": info.topic,
+        "mime_type": info.mime_type,
+        "size": info.size,
+        "timestamp": info.timestamp,
+        "attributes": dict(info.attributes or {}),
+    }
+    if isinstance(info, rtc.ByteStreamInfo):
+        fields["name"] = info.name
+    return fields
+
+
+def _str_dict(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(value or {}).items()}
+
+
+def _identities(cmd: JsonDict) -> list[str] | None:
+    ids = cmd.get("destination_identities")
+    return None if not ids else [str(i) for i in ids]
+
+
 class Peer:
     def __init__(self, room: rtc.Room) -> None:
         self.room = room
         self.stop = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: stream writers opened and not closed (``hold`` keeps them open)
+        self.open_writers: set[rtc.TextStreamWriter | rtc.ByteStreamWriter] = set()
+        #: incoming streams being read
+        self.open_readers = 0
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def remote_identities(self) -> list[str]:
         return sorted(p.identity for p in self.room.remote_participants.values())
@@ -469,6 +551,202 @@ class Peer:
             await source.aclose()
         return {"track_sid": pub.sid, "samples": total * per_frame}
 
+    # -- data streams ------------------------------------------------------------------
+
+    async def read_text_stream(
+        self, reader: rtc.TextStreamReader, identity: str, inline_max: int
+    ) -> None:
+        """Reads an incoming text stream whole; emits what arrived, or how it failed."""
+        self.open_readers += 1
+        emit("text_stream_opened", identity=identity, **_info_fields(reader.info))
+        parts: list[str] = []
+        try:
+            async for chunk in reader:
+                parts.append(chunk)
+        except Exception as e:
+            text = "".join(parts)
+            emit(
+                "stream_failed",
+                kind="text",
+                identity=identity,
+                **_info_fields(reader.info),
+                error_type=type(e).__name__,
+                description=e.description if isinstance(e, rtc.StreamError) else repr(e),
+                read=len(text),
+                read_bytes=len(text.encode()),
+                partial=text if len(text) <= inline_max else None,
+            )
+            return
+        finally:
+            reader.close()
+            self.open_readers -= 1
+        text = "".join(parts)
+        data = text.encode()
+        emit(
+            "text_stream_received",
+            identity=identity,
+            **_info_fields(reader.info),
+            length=len(text),
+            bytes=len(data),
+            sha256=_sha256(data),
+            chunks=len(parts),
+            text=text if len(text) <= inline_max else None,
+        )
+
+    async def read_byte_stream(self, reader: rtc.ByteStreamReader, identity: str) -> None:
+        """Reads an incoming byte stream whole; emits its size and SHA-256, or how it
+        failed."""
+        self.open_readers += 1
+        emit("byte_stream_opened", identity=identity, **_info_fields(reader.info))
+        digest = hashlib.sha256()
+        length = chunks = 0
+        try:
+            async for chunk in reader:
+                digest.update(chunk)
+                length += len(chunk)
+                chunks += 1
+        except Exception as e:
+            emit(
+                "stream_failed",
+                kind="byte",
+                identity=identity,
+                **_info_fields(reader.info),
+                error_type=type(e).__name__,
+                description=e.description if isinstance(e, rtc.StreamError) else repr(e),
+                read=length,
+                read_bytes=length,
+                partial=None,
+            )
+            return
+        finally:
+            reader.close()
+            self.open_readers -= 1
+        emit(
+            "byte_stream_received",
+            identity=identity,
+            **_info_fields(reader.info),
+            length=length,
+            sha256=digest.hexdigest(),
+            chunks=chunks,
+        )
+
+    def register_text_stream(self, cmd: JsonDict) -> None:
+        inline_max = int(cmd.get("inline_max", 100_000))
+
+        def handler(reader: rtc.TextStreamReader, identity: str) -> None:
+            self.spawn(self.read_text_stream(reader, identity, inline_max))
+
+        self.room.register_text_stream_handler(str(cmd.get("topic", "")), handler)
+
+    def register_byte_stream(self, cmd: JsonDict) -> None:
+        def handler(reader: rtc.ByteStreamReader, identity: str) -> None:
+            self.spawn(self.read_byte_stream(reader, identity))
+
+        self.room.register_byte_stream_handler(str(cmd.get("topic", "")), handler)
+
+    async def finish_writer(
+        self, writer: rtc.TextStreamWriter | rtc.ByteStreamWriter, cmd: JsonDict
+    ) -> None:
+        """Closes a writer as ``cmd`` says: with ``abort_reason``, normally (with
+        ``close_attributes``), or not at all (``hold``)."""
+        if cmd.get("hold"):
+            return  # stays open (in open_writers) until the peer leaves
+        self.open_writers.discard(writer)
+        reason = cmd.get("abort_reason")
+        if reason:
+            await writer.aclose(reason=str(reason))
+        else:
+            await writer.aclose(attributes=_str_dict(cmd.get("close_attributes")) or None)
+
+    async def stream_text(self, cmd: JsonDict) -> JsonDict:
+        parts = [str(p) for p in cmd.get("parts", [])]
+        delay = float(cmd.get("delay", 0))
+        writer = await self.room.local_participant.stream_text(
+            topic=str(cmd.get("topic", "")),
+            attributes=_str_dict(cmd.get("attributes")) or None,
+            destination_identities=_identities(cmd),
+        )
+        self.open_writers.add(writer)
+        try:
+            for i, part in enumerate(parts):
+                if i and delay:
+                    await asyncio.sleep(delay)
+                await writer.write(part)
+            emit("stream_written", id=cmd.get("id"), stream_id=writer.info.stream_id)
+        except BaseException:
+            self.open_writers.discard(writer)
+            with contextlib.suppress(Exception):
+                await writer.aclose(reason="the peer's write failed")
+            raise
+        await self.finish_writer(writer, cmd)
+        data = "".join(parts).encode()
+        return {**_info_fields(writer.info), "sha256": _sha256(data), "length": len(data)}
+
+    async def stream_bytes(self, cmd: JsonDict) -> JsonDict:
+        size = int(cmd["size"])
+        content = seeded_bytes(cmd.get("seed", 0), size)
+        chunk_size = max(1, int(cmd.get("chunk_size", 65536)))
+        delay = float(cmd.get("delay", 0))
+        total = cmd.get("total_size", size)
+        writer = await self.room.local_participant.stream_bytes(
+            str(cmd.get("name", "stream.bin")),
+            total_size=None if total is None else int(total),
+            mime_type=str(cmd.get("mime_type", "application/octet-stream")),
+            attributes=_str_dict(cmd.get("attributes")) or None,
+            destination_identities=_identities(cmd),
+            topic=str(cmd.get("topic", "")),
+        )
+        self.open_writers.add(writer)
+        try:
+            for start in range(0, size, chunk_size):
+                if start and delay:
+                    await asyncio.sleep(delay)
+                await writer.write(content[start : start + chunk_size])
+            emit("stream_written", id=cmd.get("id"), stream_id=writer.info.stream_id)
+        except BaseException:
+            self.open_writers.discard(writer)
+            with contextlib.suppress(Exception):
+                await writer.aclose(reason="the peer's write failed")
+            raise
+        await self.finish_writer(writer, cmd)
+        return {**_info_fields(writer.info), "sha256": _sha256(content), "length": size}
+
+    async def send_many_text_streams(self, cmd: JsonDict) -> list[JsonDict]:
+        count = int(cmd["count"])
+        n_parts = int(cmd.get("parts", 5))
+        chars = int(cmd.get("part_chars", 1000))
+        delay = float(cmd.get("delay", 0.05))
+        prefix = str(cmd.get("key_prefix", "peer-"))
+        topic = str(cmd.get("topic", ""))
+        lp = self.room.local_participant
+
+        async def one(i: int) -> JsonDict:
+            key = f"{prefix}{i}"
+            writer = await lp.stream_text(
+                topic=topic,
+                attributes={"stream": key, **_str_dict(cmd.get("attributes"))},
+                destination_identities=_identities(cmd),
+            )
+            self.open_writers.add(writer)
+            parts = [stream_part(key, j, chars) for j in range(n_parts)]
+            try:
+                for j, part in enumerate(parts):
+                    # stagger the streams so that their writes interleave
+                    await asyncio.sleep(delay * (1 + (i + j) % 3))
+                    await writer.write(part)
+            finally:
+                self.open_writers.discard(writer)
+            await writer.aclose()
+            text = "".join(parts)
+            return {
+                "key": key,
+                "stream_id": writer.info.stream_id,
+                "text": text,
+                "sha256": _sha256(text.encode()),
+            }
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
     async def run_command(self, cmd: JsonDict) -> Any:
         name = cmd.get("cmd")
         lp = self.room.local_participant
@@ -545,6 +823,57 @@ class Peer:
             return await self.record_video(cmd)
         if name == "publish_tone":
             return await self.publish_tone(cmd)
+        if name == "register_text_stream":
+            self.register_text_stream(cmd)
+            return None
+        if name == "register_byte_stream":
+            self.register_byte_stream(cmd)
+            return None
+        if name == "unregister_text_stream":
+            self.room.unregister_text_stream_handler(str(cmd.get("topic", "")))
+            return None
+        if name == "unregister_byte_stream":
+            self.room.unregister_byte_stream_handler(str(cmd.get("topic", "")))
+            return None
+        if name == "send_text":
+            text_info = await lp.send_text(
+                str(cmd["text"]),
+                topic=str(cmd.get("topic", "")),
+                attributes=_str_dict(cmd.get("attributes")) or None,
+                destination_identities=_identities(cmd),
+            )
+            data = str(cmd["text"]).encode()
+            return {**_info_fields(text_info), "sha256": _sha256(data), "length": len(data)}
+        if name == "stream_text":
+            return await self.stream_text(cmd)
+        if name == "send_bytes":
+            size = int(cmd["size"])
+            content = seeded_bytes(cmd.get("seed", 0), size)
+            info = await lp.send_bytes(
+                content,
+                topic=str(cmd.get("topic", "")),
+                name=None if cmd.get("name") is None else str(cmd["name"]),
+                mime_type=None if cmd.get("mime_type") is None else str(cmd["mime_type"]),
+                attributes=_str_dict(cmd.get("attributes")) or None,
+                destination_identities=_identities(cmd),
+            )
+            return {**_info_fields(info), "sha256": _sha256(content), "length": size}
+        if name == "stream_bytes":
+            return await self.stream_bytes(cmd)
+        if name == "send_file":
+            path = str(cmd["path"])
+            info = await lp.send_file(
+                path,
+                topic=str(cmd.get("topic", "")),
+                attributes=_str_dict(cmd.get("attributes")) or None,
+                destination_identities=_identities(cmd),
+            )
+            content = await asyncio.to_thread(Path(path).read_bytes)
+            return {**_info_fields(info), "sha256": _sha256(content), "length": len(content)}
+        if name == "send_many_text_streams":
+            return await self.send_many_text_streams(cmd)
+        if name == "open_streams":
+            return {"readers": self.open_readers, "writers": len(self.open_writers)}
         if name == "disconnect":
             await self.room.disconnect()
             self.stop.set()
