@@ -38,6 +38,7 @@ from typing import Any, Generic, Protocol, TypeVar, final
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import ResourceClosedError, StreamError
@@ -357,7 +358,7 @@ class ByteStreamReader(_Reader[bytes, ByteStreamInfo]):
             base = self._info.stream_id or "stream"
         if base in ("", ".", ".."):
             raise ValueError("no usable file name for the stream")
-        path = _unused_path(Path(directory), base)
+        path = await anyio.to_thread.run_sync(_unused_path, Path(directory), base)
         done = False
         try:
             async with await anyio.open_file(path, "wb") as f:
