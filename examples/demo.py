@@ -6,18 +6,22 @@ connects "alice" and "bob" with lkrtc_trio, and then:
 1. each sees the other, through room state and through events;
 2. alice calls bob's RPC method ``greet`` (a round trip);
 3. alice sends bob a data packet on the topic "chat";
-4. bob updates his attributes, and alice sees the change;
-5. alice publishes a 440 Hz tone as a microphone track; bob is subscribed
+4. alice sends bob data streams: a text written in several parts
+   (``stream_text``) and a file (``send_file``); bob takes them from
+   subscriptions (``text_streams``, ``byte_streams``), reads the text whole
+   and saves the file (``write_to_file``), and both must arrive exactly;
+5. bob updates his attributes, and alice sees the change;
+6. alice publishes a 440 Hz tone as a microphone track; bob is subscribed
    to it (``TrackSubscribed``), reads 1.5 s of it with ``AudioStream`` and
    measures its frequency (numpy's FFT when numpy is installed, else zero
    crossings); then alice unpublishes it and bob's stream ends by itself;
-6. bob leaves, alice sees him go; then alice leaves, and every native
+7. bob leaves, alice sees him go; then alice leaves, and every native
    handle has been released.
 
 Each step is printed with the time since the start. Exits 0 only if every
 outcome is the expected one. See examples/rpc.py and examples/data.py for
-more, examples/publish_tone.py and examples/record_wav.py for audio, and
-docs/ for the concepts.
+more, examples/chat.py for data streams, examples/publish_tone.py and
+examples/record_wav.py for audio, and docs/ for the concepts.
 
 Run: ``make demo`` (or, with the server binary already installed by
 ``python -m lkrtc_trio.testing install-server``:
@@ -28,11 +32,14 @@ Run: ``make demo`` (or, with the server binary already installed by
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import math
+import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -111,6 +118,42 @@ async def data_exchange(alice: lk.Room, bob_events: lk.EventSubscription) -> Non
                     say("bob", f"received {payload!r} from {who!r} on topic 'chat'")
                     check((payload, who) == (b"hi bob", "alice"), "wrong packet")
                     break
+
+
+async def data_streams(alice: lk.Room, bob: lk.Room) -> None:
+    parts = ["Data streams ", "carry text of any length, ", "written in parts: ", "ünïcödé 🎉"]
+    sender = alice.local_participant
+    # Subscribe before anything is sent: a stream on a topic that nobody
+    # serves is dropped (and logged once per topic).
+    with bob.text_streams("chat") as texts, bob.byte_streams("files") as files:
+        async with sender.stream_text(topic="chat", destination_identities=["bob"]) as writer:
+            for part in parts:
+                await writer.write(part)
+        # Leaving the block closed the stream; an exception would have aborted it.
+        say("alice", f"streamed {len(parts)} parts of text to bob on topic 'chat'")
+        with trio.fail_after(10):
+            async with await texts.receive() as text_reader:  # closed when done
+                text = await text_reader.read_all()
+        say("bob", f"read {text!r} from {text_reader.participant_identity!r}")
+        check(text == "".join(parts), f"the text arrived as {text!r}")
+        check(text_reader.participant_identity == "alice", "the text's sender")
+
+        with tempfile.TemporaryDirectory(prefix="lkrtc-demo-") as tmp:
+            outbox, inbox = trio.Path(tmp, "alice"), trio.Path(tmp, "bob")
+            await outbox.mkdir()
+            await inbox.mkdir()
+            content = os.urandom(100_000)
+            await (outbox / "random.bin").write_bytes(content)
+            sent = await sender.send_file(outbox / "random.bin", topic="files")
+            say("alice", f"sent the file {sent.name!r} ({sent.size} bytes) on topic 'files'")
+            with trio.fail_after(10):
+                async with await files.receive() as file_reader:
+                    saved = trio.Path(await file_reader.write_to_file(inbox))
+            received = await saved.read_bytes()
+            digest = hashlib.sha256(received).hexdigest()
+            say("bob", f"saved {saved.name!r}: {len(received)} bytes, SHA-256 {digest[:16]}...")
+            check(received == content, "the file did not arrive exactly")
+            check(file_reader.info.stream_id == sent.stream_id, "not the stream sent")
 
 
 async def attributes_update(bob: lk.Room, alice_events: lk.EventSubscription) -> None:
@@ -245,12 +288,14 @@ async def run(url: str, token: Callable[..., str]) -> None:
                     await rpc_round_trip(alice, bob)
                     say("demo", "-- 3. a data packet")
                     await data_exchange(alice, bob_events)
-                    say("demo", "-- 4. an attributes update")
+                    say("demo", "-- 4. data streams: a text in parts, and a file")
+                    await data_streams(alice, bob)
+                    say("demo", "-- 5. an attributes update")
                     await attributes_update(bob, alice_events)
-                    say("demo", f"-- 5. audio: a {TONE_HZ:g} Hz tone")
+                    say("demo", f"-- 6. audio: a {TONE_HZ:g} Hz tone")
                     await audio_tone(alice, bob_events)
                 say("bob", "leaving")
-            say("demo", "-- 6. leaving")
+            say("demo", "-- 7. leaving")
             await see_leave(alice_events)
         say("alice", "leaving")
     handles = lk.live_native_handles()

@@ -77,7 +77,9 @@ _REASON_MAX = 200
 class TextStreamInfo:
     """What a text stream's header says. ``size`` is the announced total in
     bytes, None when the sender did not announce one; ``attributes`` includes
-    those the sender added when it closed the stream (once it ended)."""
+    those the sender added when it closed the stream (once it ended);
+    ``reply_to_id`` is the stream this one answers (``send_text(...,
+    reply_to_id=...)``), None if none."""
 
     stream_id: str
     mime_type: str
@@ -86,6 +88,7 @@ class TextStreamInfo:
     size: int | None
     attributes: Mapping[str, str] = field(default_factory=dict)
     attachments: tuple[str, ...] = ()
+    reply_to_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,7 @@ def _text_info(msg: Any) -> TextStreamInfo:
         size=int(msg.total_length) if msg.HasField("total_length") else None,
         attributes=dict(msg.attributes),
         attachments=tuple(msg.attached_stream_ids),
+        reply_to_id=str(msg.reply_to_stream_id) or None,
     )
 
 
