@@ -166,10 +166,14 @@ _LOG_LEVELS = {
 _DOUBLE_DROP = "Attempted to drop unknown FFI handle"
 
 
-def _NATIVE_DEBUG() -> bool:
-    """Native DEBUG/TRACE records are parsed only when ``lkrtc_trio.native``
-    is enabled for DEBUG (set the level there, not on a child logger)."""
+def native_debug_enabled() -> bool:
+    """Native DEBUG/TRACE records are forwarded and parsed only when
+    ``lkrtc_trio.native`` is enabled for DEBUG (set the level there, not on a
+    child logger)."""
     return native_log.isEnabledFor(logging.DEBUG)
+
+
+_NATIVE_DEBUG = native_debug_enabled
 
 
 class Dispatcher:

@@ -46,6 +46,11 @@ class NativeBackend(Protocol):
         """Releases a native handle; False if it was unknown."""
         ...
 
+    def set_quiet_logs(self, wanted: bool) -> None:
+        """Whether debug/trace-only native log batches reach the event sink
+        (if not, they are dropped on the native thread)."""
+        ...
+
     def pin(self, data: Any) -> tuple[Any, int]:
         """Lends a contiguous bytes-like object to native code without copying
         it; returns (pin, address). The address stays valid until
@@ -169,6 +174,18 @@ class NativeLib:
         out: bytes = self._ffi.unpack(res_ptr[0], res_len[0])
         lib.lk_drop_handle(handle)
         return out
+
+    def set_quiet_logs(self, wanted: bool) -> None:
+        """See :meth:`NativeBackend.set_quiet_logs`."""
+        self._lib.lk_set_quiet_logs(wanted)
+
+    def quiet_logs_dropped(self) -> int:
+        """Debug/trace log batches the C shim dropped so far."""
+        return int(self._lib.lk_quiet_logs_dropped_count())
+
+    def is_quiet_log(self, data: bytes) -> bool:
+        """The C shim's test (for the parity test with ``_bridge.is_quiet_log``)."""
+        return bool(self._lib.lk_is_quiet_log(data, len(data)))
 
     def drop_handle(self, handle: int) -> bool:
         """Releases a native handle (no-op after fork)."""

@@ -15,7 +15,7 @@ import weakref
 from typing import Any, final
 
 from ._bridge import Bridge
-from ._dispatch import Dispatcher, EventSink, Reaper, Waiter
+from ._dispatch import Dispatcher, EventSink, Reaper, Waiter, native_debug_enabled
 from ._errors import NativeError
 from ._native import NativeBackend, load_native, set_event_sink
 from ._proto import ffi_pb2
@@ -85,13 +85,26 @@ class Runtime:
             self.dispatcher.on_event,
             busy=self.dispatcher.busy,
             deliver_quiet=self.dispatcher.on_quiet_log,
+            before_drain=self.sync_native_log_level,
         )
+        self._quiet_logs_wanted: bool | None = None
+        self.sync_native_log_level()
         self._ids = itertools.count(1)
         self._id_lock = threading.Lock()
         self._live: dict[int, str] = {}
         self._owners: weakref.WeakValueDictionary[int, OwnedHandle] = (
             weakref.WeakValueDictionary()
         )
+
+    def sync_native_log_level(self) -> None:
+        """Tells the native side whether debug/trace log batches are wanted
+        (``lkrtc_trio.native`` enabled for DEBUG): if not, they are dropped on
+        the native thread without taking the GIL. Checked at every drain, so a
+        level change takes effect with the next native event."""
+        wanted = native_debug_enabled()
+        if wanted is not self._quiet_logs_wanted:
+            self._quiet_logs_wanted = wanted
+            self.backend.set_quiet_logs(wanted)
 
     # -- ids and handles ---------------------------------------------------------
     def next_async_id(self) -> int:

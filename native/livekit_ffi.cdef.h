@@ -24,6 +24,14 @@ bool lk_drop_handle(uint64_t handle);
 /* Initializes the native core with lk_on_event as its event callback. */
 void lk_initialize(bool capture_logs, const char *sdk, const char *sdk_version);
 void lk_dispose(void);
+/* Whether debug/trace-only log batches reach lk_on_event (default false:
+ * the C side drops them on the native thread, without the GIL), and how many
+ * it dropped so far. */
+void lk_set_quiet_logs(bool wanted);
+uint64_t lk_quiet_logs_dropped_count(void);
+/* The C side's test for such a batch (exposed for the parity test with
+ * lkrtc_trio._bridge.is_quiet_log). */
+bool lk_is_quiet_log(const char *data, size_t len);
 
 /* Implemented in Python (lkrtc_trio._native); runs on native threads. */
 extern "Python" void lk_on_event(const char *data, size_t len);

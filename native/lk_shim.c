@@ -39,8 +39,75 @@ static uint64_t lk_request(const char *data, size_t len, const char **res_ptr, s
 
 static bool lk_drop_handle(uint64_t handle) { return p_drop(handle); }
 
+/* Debug/trace-only log batches (libwebrtc logs one per SCTP packet: dozens
+ * per data message) are dropped here, on the native thread, without taking
+ * the GIL, unless lk_set_quiet_logs(true) asked for them (someone logs
+ * lkrtc_trio.native at DEBUG). Mirrors lkrtc_trio._bridge.is_quiet_log. */
+static volatile int lk_quiet_logs_wanted = 0;
+static volatile uint64_t lk_quiet_logs_dropped = 0;
+
+static const unsigned char *lk_varint(const unsigned char *p, const unsigned char *end,
+                                      uint64_t *value) {
+    uint64_t v = 0;
+    int shift = 0;
+    while (p < end && shift < 64) {
+        unsigned char b = *p++;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) {
+            *value = v;
+            return p;
+        }
+        shift += 7;
+    }
+    return NULL;
+}
+
+static bool lk_is_quiet_log(const char *data, size_t len) {
+    const unsigned char *p = (const unsigned char *)data;
+    const unsigned char *end = p + len;
+    uint64_t size;
+    if (len < 2 || p[0] != 0x92 || p[1] != 0x01) { /* FfiEvent.logs, field 18 */
+        return false;
+    }
+    p = lk_varint(p + 2, end, &size);
+    if (p == NULL || size != (uint64_t)(end - p)) {
+        return false;
+    }
+    while (p < end) {
+        if (*p != 0x0A) { /* LogBatch.records */
+            return false;
+        }
+        p = lk_varint(p + 1, end, &size);
+        if (p == NULL || p + 1 >= end) {
+            return false;
+        }
+        if (p[0] != 0x08 || p[1] < 3) { /* LogRecord.level first: DEBUG = 3, TRACE = 4 */
+            return false;
+        }
+        if (size > (uint64_t)(end - p)) {
+            return false;
+        }
+        p += size;
+    }
+    return true;
+}
+
+static void lk_on_native_event(const char *data, size_t len) {
+    if (!lk_quiet_logs_wanted && lk_is_quiet_log(data, len)) {
+        __atomic_add_fetch(&lk_quiet_logs_dropped, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    lk_on_event(data, len);
+}
+
+static void lk_set_quiet_logs(bool wanted) { lk_quiet_logs_wanted = wanted ? 1 : 0; }
+
+static uint64_t lk_quiet_logs_dropped_count(void) {
+    return __atomic_load_n(&lk_quiet_logs_dropped, __ATOMIC_RELAXED);
+}
+
 static void lk_initialize(bool capture_logs, const char *sdk, const char *sdk_version) {
-    p_init(lk_on_event, capture_logs, sdk, sdk_version);
+    p_init(lk_on_native_event, capture_logs, sdk, sdk_version);
 }
 
 static void lk_dispose(void) { p_dispose(); }

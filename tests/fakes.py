@@ -26,6 +26,7 @@ class FakeBackend:
     live: set[int] = field(default_factory=set)
     pinned: list[Any] = field(default_factory=list)
     next_handle: int = 9000
+    quiet_logs_wanted: bool | None = None
 
     def request(self, data: bytes) -> bytes:
         req = ffi_pb2.FfiRequest.FromString(data)
@@ -56,6 +57,9 @@ class FakeBackend:
     def drop_handle(self, handle: int) -> bool:
         self.dropped.append(handle)
         return True
+
+    def set_quiet_logs(self, wanted: bool) -> None:
+        self.quiet_logs_wanted = wanted
 
     def pin(self, data: Any) -> tuple[Any, int]:
         self.pinned.append(data)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from lkrtc_trio._bridge import MAX_QUIET_BACKLOG, Bridge, is_quiet_log
 from lkrtc_trio._proto import ffi_pb2
@@ -155,3 +157,68 @@ def test_a_stalled_loop_loses_only_media_frames_and_debug_logs_and_says_so(
     assert (bridge.dropped_frames, bridge.dropped_logs) == (2, 10)
     assert "dropped 2 media frames and 10 debug log batches" in caplog.text
     assert delivered[:MAX_ATTACHED_BACKLOG] == [done(i + 1) for i in range(MAX_ATTACHED_BACKLOG)]
+
+
+_LEVELS = st.sampled_from([0, 1, 2, 3, 4])
+
+
+@st.composite
+def event_bytes_near_log_batches(draw: st.DrawFn) -> bytes:
+    """Well-formed log batches of any levels, other events, and mangled
+    versions of both (truncated, extended, one byte changed)."""
+    kind = draw(st.sampled_from(["batch", "batch", "other", "random"]))
+    if kind == "random":
+        return draw(st.binary(max_size=64))
+    if kind == "other":
+        ev = ffi_pb2.FfiEvent()
+        ev.publish_data.async_id = draw(st.integers(0, 2**40))
+        data = ev.SerializeToString()
+    else:
+        ev = ffi_pb2.FfiEvent()
+        for level in draw(st.lists(_LEVELS, max_size=4)):
+            rec = ev.logs.records.add()
+            rec.level = level  # type: ignore[assignment]
+            rec.target = draw(st.text(max_size=8))
+            rec.message = draw(st.text(max_size=300))
+        data = ev.SerializePartialToString()
+    mangle = draw(st.sampled_from(["none", "none", "cut", "extend", "flip"]))
+    if mangle == "cut" and data:
+        data = data[: draw(st.integers(0, len(data) - 1))]
+    elif mangle == "extend":
+        data += draw(st.binary(min_size=1, max_size=8))
+    elif mangle == "flip" and data:
+        i = draw(st.integers(0, len(data) - 1))
+        data = data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1 :]
+    return data
+
+
+@settings(max_examples=2000, deadline=None)
+@given(event_bytes_near_log_batches())
+def test_the_c_shim_and_python_agree_on_quiet_log_batches(data: bytes) -> None:
+    """The C shim drops debug/trace-only batches on the native thread with
+    its own copy of ``is_quiet_log``: both must classify every input alike."""
+    from lkrtc_trio._native import load_native
+
+    assert load_native().is_quiet_log(data) == is_quiet_log(data)
+
+
+def test_debug_logs_are_dropped_natively_unless_wanted() -> None:
+    """With ``lkrtc_trio.native`` below DEBUG the runtime tells the C shim to
+    drop debug/trace batches; enabling DEBUG there asks for them again at the
+    next drain."""
+    from .fakes import fake_runtime
+
+    native = logging.getLogger("lkrtc_trio.native")
+    old = native.level
+    try:
+        native.setLevel(logging.INFO)
+        rt, backend = fake_runtime()
+        assert backend.quiet_logs_wanted is False
+        native.setLevel(logging.DEBUG)
+        rt.bridge.drain_now()
+        assert backend.quiet_logs_wanted is True
+        native.setLevel(logging.INFO)
+        rt.bridge.drain_now()
+        assert backend.quiet_logs_wanted is False
+    finally:
+        native.setLevel(old)

@@ -230,7 +230,7 @@ async def test_a_sender_that_leaves_mid_stream_fails_the_reader(
                         await w.write("never sent")
                 assert alice._session.streams.open_writers == 0
             with anyio.fail_after(STEP):
-                with pytest.raises(lk.StreamError, match="left|disconnected"):
+                with pytest.raises(lk.StreamError, match=r"left|disconnected"):
                     await reader.read_all()
             reader.close()
         streams_idle(bob)
