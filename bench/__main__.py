@@ -1,10 +1,19 @@
 """``python -m bench`` (``make bench``): every scenario, every contender, one run.
 
 Starts a local livekit-server, runs the scenario modules listed in
-``SCENARIOS`` (each contender in its own process, rounds interleaved), prints
-a table of medians with ratios, and writes ``bench/results.json`` and
-``docs/performance.md``. ``python -m bench ffi_request rpc`` runs a subset
-(results are then not written).
+``SCENARIOS`` (each contender in its own process, at least ``ROUNDS`` = 5
+rounds per contender, interleaved: round r of lkrtc-trio, round r of the
+official SDK, then round r + 1, ...), prints a table of medians with paired
+ratios, and writes ``bench/results.json`` and ``docs/performance.md``.
+
+Ratios are paired: round r of a contender is compared with round r of
+lkrtc-trio (one sample per row per round, see ``bench._common``), so slow
+phases of the machine hit both sides of each ratio. A row reports the median
+of its per-round ratios and their min..max; when that range crosses 1 the row
+is "within noise" (some rounds had the other contender ahead).
+
+``python -m bench ffi_request rpc`` runs a subset (results are then not
+written).
 """
 
 from __future__ import annotations
@@ -19,9 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Row
+from bench._common import FAILED_ROUNDS, ROUNDS, Row
 
-SCENARIOS = ["ffi_request", "async_request", "data", "rpc", "events", "audio_cpu", "memory"]
+SCENARIOS = [
+    "ffi_request",
+    "async_request",
+    "data",
+    "rpc",
+    "events",
+    "streams",
+    "audio_cpu",
+    "memory",
+]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,28 +65,60 @@ def machine() -> dict[str, Any]:
     }
 
 
-def summarize(rows: list[Row]) -> list[dict[str, Any]]:
-    """Median per row, and ratios against lkrtc-trio within each case."""
+def paired_ratios(ours: list[float], other: list[float], better: str) -> list[float] | None:
+    """lkrtc-trio's advantage in each round: round r of lkrtc-trio against round
+    r of the other contender (> 1: lkrtc-trio better). None when a round has no
+    positive value on both sides (a ratio of zeros or of signed growths means
+    nothing)."""
+    n = min(len(ours), len(other))
+    if n == 0:
+        return None
     out = []
-    cases: dict[tuple[str, str, str], dict[str, float]] = {}
+    for a, b in zip(ours[:n], other[:n], strict=True):
+        if a <= 0 or b <= 0:
+            return None
+        out.append(b / a if better == "lower" else a / b)
+    return out
+
+
+def summarize(rows: list[Row]) -> list[dict[str, Any]]:
+    """Per row: the median of its rounds; per non-lkrtc row: the median and
+    the min..max of the paired per-round ratios against lkrtc-trio, and
+    whether that range crosses 1 ("within noise")."""
+    out = []
+    cases: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in rows:
-        med = statistics.median(r["samples"])
-        cases.setdefault((r["scenario"], r["case"], r["metric"]), {})[r["contender"]] = med
+        cases.setdefault((r["scenario"], r["case"], r["metric"]), {})[r["contender"]] = r["samples"]
     for r in rows:
         key = (r["scenario"], r["case"], r["metric"])
-        med = cases[key][r["contender"]]
         ours = cases[key].get("lkrtc")
-        ratio = None
-        if ours and med and r["contender"] != "lkrtc":
-            # > 1 means lkrtc-trio is better by that factor
-            ratio = med / ours if r["better"] == "lower" else ours / med
+        ratios = None
+        if ours is not None and r["contender"] != "lkrtc":
+            ratios = paired_ratios(ours, r["samples"], r["better"])
+        paired: dict[str, Any] = {
+            # median of the paired per-round ratios; > 1: lkrtc-trio is better
+            "lkrtc_advantage": None,
+            "paired_ratios": ratios,
+            "ratio_low": None,
+            "ratio_high": None,
+            "within_noise": None,
+        }
+        if ratios:
+            low, high = min(ratios), max(ratios)
+            paired.update(
+                lkrtc_advantage=statistics.median(ratios),
+                ratio_low=low,
+                ratio_high=high,
+                within_noise=low < 1 < high,
+            )
         out.append(
             {
                 **r,
-                "median": med,
+                "rounds": len(r["samples"]),
+                "median": statistics.median(r["samples"]),
                 "min": min(r["samples"]),
                 "max": max(r["samples"]),
-                "lkrtc_advantage": ratio,
+                **paired,
             }
         )
     return out
@@ -84,17 +134,26 @@ def fmt(v: float) -> str:
     return f"{v:.4f}"
 
 
+def advantage(s: dict[str, Any]) -> str:
+    """Like ``1.17x (0.84..1.40) within noise``; "" for lkrtc-trio's own rows."""
+    adv = s["lkrtc_advantage"]
+    if adv is None:
+        return ""
+    text = f"{adv:.2f}x ({s['ratio_low']:.2f}..{s['ratio_high']:.2f})"
+    return text + (" within noise" if s["within_noise"] else "")
+
+
 def table(summary: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| scenario | case | metric | contender | median | min..max | lkrtc-trio better by |",
-        "|---|---|---|---|---:|---:|---:|",
+        "| scenario | case | metric | contender | rounds | median | min..max "
+        "| lkrtc-trio better by: median (min..max) of paired rounds |",
+        "|---|---|---|---|---:|---:|---:|---:|",
     ]
     for s in summary:
-        adv = s["lkrtc_advantage"]
         lines.append(
             f"| {s['scenario']} | {s['case']} | {s['metric']} ({s['better']} is better) "
-            f"| {s['contender']} | {fmt(s['median'])} | {fmt(s['min'])}..{fmt(s['max'])} "
-            f"| {'' if adv is None else f'{adv:.2f}x'} |"
+            f"| {s['contender']} | {s['rounds']} | {fmt(s['median'])} "
+            f"| {fmt(s['min'])}..{fmt(s['max'])} | {advantage(s)} |"
         )
     return lines
 
@@ -104,6 +163,7 @@ def main() -> None:
 
     chosen = sys.argv[1:] or SCENARIOS
     rows: list[Row] = []
+    load_start = os.getloadavg()
     started = time.monotonic()
     timings: dict[str, float] = {}
     with LocalServer(binary=install_server()) as info:
@@ -118,15 +178,35 @@ def main() -> None:
                 print(line, flush=True)
     summary = summarize(rows)
     total = time.monotonic() - started
+    short = [r for r in rows if len(r["samples"]) < ROUNDS]
+    for r in short:
+        print(
+            f"warning: {r['scenario']} / {r['case']} / {r['contender']}: only "
+            f"{len(r['samples'])} rounds"
+        )
+    for failed in FAILED_ROUNDS:
+        print(f"warning: {failed['round']} failed once (run again): {failed['error'][-300:]}")
     print(f"\ntotal {total:.0f} s")
     if chosen != SCENARIOS:
         return
-    meta = {**machine(), "network": "private netns (veth)" if in_test_netns() else "loopback"}
-    results = {"machine": meta, "seconds": timings, "rows": summary}
+    meta = {
+        **machine(),
+        "network": "private netns (veth)" if in_test_netns() else "loopback",
+        # other work on the machine adds noise; 1-minute load averages
+        "load average at start, end": f"{load_start[0]:.1f}, {os.getloadavg()[0]:.1f}",
+    }
+    results = {
+        "machine": meta,
+        "seconds": timings,
+        "failed_rounds": FAILED_ROUNDS,
+        "rows": summary,
+    }
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     from bench.report import write_report
 
-    write_report(ROOT / "docs" / "performance.md", meta, summary, table(summary), total)
+    write_report(
+        ROOT / "docs" / "performance.md", meta, summary, table(summary), total, FAILED_ROUNDS
+    )
     print("wrote bench/results.json and docs/performance.md")
 
 

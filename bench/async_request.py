@@ -18,20 +18,23 @@ routing to the one waiting caller.
 
 Each contender runs in its own process (``python -m bench.async_request child
 {lkrtc|official} URL ROOM``, printing one JSON object); ``run(url)`` runs
-them in interleaved rounds.
+them in 5 interleaved rounds, one sample per row per round (sequential: the
+median of the child's repeats).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-from bench._common import Row, child_json, row
+from bench._common import ROUNDS, Row, child_json, retried, row
 
 PAYLOAD = b"x" * 16
 SEQ_OPS = 2000
@@ -43,7 +46,6 @@ PER_SAMPLE = 2000
 #: scaling samples per N in one child (the official SDK's N = 1000 sample alone
 #: takes about 10 s on 2 cores)
 SCALING_SAMPLES = 1
-ROUNDS = 2
 
 SEQ = ("Async request via event path", "publish_data 16 B, alone in room", "us/op")
 SCALING = ("In-flight scaling", "us per completed request")
@@ -136,23 +138,27 @@ def child(contender: str, url: str, room_name: str) -> None:
     print(json.dumps(out), flush=True)
 
 
+def _round(url: str, contender: str, room_name: str) -> Any:
+    """One child of ``contender`` in a fresh room (a random suffix: a retried
+    round starts afresh)."""
+    room_name = f"{room_name}-{uuid.uuid4().hex[:4]}"
+    return child_json("bench.async_request", "child", contender, url, room_name, timeout=180)
+
+
 def run(url: str) -> list[Row]:
     """``ROUNDS`` interleaved rounds per contender, each a fresh process and room:
-    5 sequential samples and one sample per N from each child."""
+    one sample per row per round: the median of the child's ``SEQ_REPEATS``
+    sequential samples, and its one sample per N."""
     seq: dict[str, list[float]] = {"lkrtc": [], "official": []}
     scaling: dict[tuple[str, int], list[float]] = {}
     tag = uuid.uuid4().hex[:8]
     for i in range(ROUNDS):
         for contender in seq:
-            got = child_json(
-                "bench.async_request",
-                "child",
-                contender,
-                url,
-                f"async-req-{tag}-{contender}-{i}",
-                timeout=180,
+            got = retried(
+                f"async_request {contender} round {i}",
+                partial(_round, url, contender, f"async-req-{tag}-{contender}-{i}"),
             )
-            seq[contender] += got["seq"]
+            seq[contender].append(statistics.median(got["seq"]))
             for n in SCALING_N:
                 scaling.setdefault((contender, n), []).extend(got["scaling"][str(n)])
     rows = [row(*SEQ[:2], contender, SEQ[2], "lower", s) for contender, s in seq.items()]

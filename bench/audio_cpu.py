@@ -7,7 +7,8 @@ system, native threads included) over the streaming window only and reports
 ``cpu_s / audio_s``. Prints one JSON object.
 
 Child mode: ``python -m bench.audio_cpu child {lkrtc|official} {pub|sub} URL
-ROOM SECONDS``.
+ROOM SECONDS``. ``run(url)`` (``python -m bench``): 5 interleaved rounds per
+contender, 8 s of audio measured in each.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from functools import partial
 from typing import Any
 
-from bench._common import Row, row
+from bench._common import ROUNDS, Row, retried, row
 
 RATE, CHANNELS = 48000, 2
 FRAME = RATE // 100
@@ -159,31 +163,61 @@ def child(contender: str, role: str, url: str, room: str, seconds: float) -> Non
 
 
 def measure(url: str, contender: str, seconds: float, tag: str) -> dict[str, Any]:
-    room = f"cpu-{contender}-{tag}"
+    """One round: a subscriber and a publisher process of ``contender``.
+
+    Raises:
+        RuntimeError: a child failed or exited abnormally, even after printing
+            its result (a native crash at exit counts: it is reported).
+    """
+    room = f"cpu-{contender}-{tag}-{uuid.uuid4().hex[:8]}"
     args = [sys.executable, "-m", "bench.audio_cpu", "child", contender]
-    sub = subprocess.Popen(
-        [*args, "sub", url, room, str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    time.sleep(1.0)
-    # the publisher sends 4 s more than the subscriber measures (subscribing takes a moment)
-    pub = subprocess.Popen(
-        [*args, "pub", url, room, str(seconds + 4)], stdout=subprocess.PIPE, text=True
-    )
-    out_sub, _ = sub.communicate(timeout=seconds + 60)
-    out_pub, _ = pub.communicate(timeout=seconds + 60)
-    res: dict[str, Any] = {}
-    for role, text in (("publish", out_pub), ("receive", out_sub)):
-        data = json.loads(text.strip().splitlines()[-1])
-        res[role] = {**data, "cpu_per_audio_s": data["cpu_s"] / data["audio_s"]}
+    with tempfile.TemporaryFile("w+") as sub_err, tempfile.TemporaryFile("w+") as pub_err:
+        sub = subprocess.Popen(
+            [*args, "sub", url, room, str(seconds)],
+            stdout=subprocess.PIPE,
+            stderr=sub_err,
+            text=True,
+        )
+        time.sleep(1.0)
+        # the publisher sends 4 s more than the subscriber measures (subscribing takes a moment)
+        pub = subprocess.Popen(
+            [*args, "pub", url, room, str(seconds + 4)],
+            stdout=subprocess.PIPE,
+            stderr=pub_err,
+            text=True,
+        )
+        outs: dict[str, str] = {}
+        try:
+            outs["receive"] = sub.communicate(timeout=seconds + 60)[0]
+            outs["publish"] = pub.communicate(timeout=seconds + 60)[0]
+        finally:
+            for proc in (sub, pub):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+        res: dict[str, Any] = {}
+        for role, proc, err in (("publish", pub, pub_err), ("receive", sub, sub_err)):
+            lines = [ln for ln in outs.get(role, "").splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                err.seek(0)
+                raise RuntimeError(
+                    f"audio_cpu {contender} {role} failed ({proc.returncode}), room {room}:\n"
+                    f"{err.read()[-3000:]}"
+                )
+            data = json.loads(lines[-1])
+            res[role] = {**data, "cpu_per_audio_s": data["cpu_s"] / data["audio_s"]}
     return res
 
 
-def run(url: str, seconds: float = 8.0, rounds: int = 2) -> list[Row]:
+def run(url: str, seconds: float = 8.0, rounds: int = ROUNDS) -> list[Row]:
     """Publisher and subscriber processes per contender, interleaved rounds."""
     samples: dict[tuple[str, str], list[float]] = {}
     for i in range(rounds):
         for contender in ("lkrtc", "official"):
-            res = measure(url, contender, seconds, f"{i}")
+            res = retried(
+                f"audio_cpu {contender} round {i}",
+                partial(measure, url, contender, seconds, str(i)),
+            )
             for role in ("publish", "receive"):
                 samples.setdefault((role, contender), []).append(res[role]["cpu_per_audio_s"])
     return [

@@ -13,7 +13,8 @@ K consumers, each in its own task:
   task consumes (the SDK calls listeners synchronously on its event task, so a
   queue per consumer is the equivalent of a subscription consumed by a task).
 
-Then it says "ready K"; the sender publishes E small reliable packets (16
+Then it says "ready K" (repeated every second until the first event arrives:
+see bench/data.py); the sender publishes E small reliable packets (16
 bytes, topic "e"; ``WINDOW`` calls in flight, the same for both contenders).
 Every consumer checks that each of the E sequence numbers arrives exactly
 once; a lost or duplicated packet (or none within ``PHASE_TIMEOUT``) fails
@@ -23,11 +24,17 @@ event to the last consumer's E-th event), all on the receiver's clock
 
 With K = 1 and K = 10 the receiver keeps up with the data channel, so those
 rates follow how fast the sender's packets get through (see bench/data.py);
-K = 100 measures the fan-out. ``python -m bench.events [E]`` also prints the
-receiver's CPU per delivered event (whole process and event-loop thread).
+K = 100 measures the fan-out.
+
+"loop-thread CPU us/event, received": the receiver's ``time.thread_time()``
+on its event-loop thread, from before the K consumers are set up to the last
+consumer's E-th event, divided by K * E (see bench/data.py for what this
+includes and what each SDK does off the loop thread). ``python -m bench.events
+[E]`` also prints the receiver's whole-process CPU per delivered event.
 
 Child mode: ``python -m bench.events child {lkrtc|official} {send|recv} URL
-ROOM E``. ``run(url)``: 3 rounds per contender, interleaved.
+ROOM E``. ``run(url)``: 5 rounds per contender, interleaved (round r of
+lkrtc-trio, then round r of the official SDK), fresh processes and room each.
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ import struct
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from bench._common import Row, row
+from bench._common import ROUNDS, Row, retried, row
 from bench.data import (
     CTL,
     GONE_TIMEOUT,
@@ -47,9 +56,11 @@ from bench.data import (
     CpuMeter,
     Lost,
     OfficialControl,
+    lkrtc_announce,
     lkrtc_control,
     lkrtc_send_all,
     lkrtc_wait_gone,
+    official_announce,
     official_see,
     official_send_all,
     official_wait_gone,
@@ -60,7 +71,6 @@ SCENARIO = "Room events"
 CONSUMERS = [1, 10, 100]
 EVENTS = 2000
 WINDOW = 4
-ROUNDS = 3
 PHASE_TIMEOUT = 60.0
 TOPIC = "e"
 HEADER = struct.Struct("!IB")  # sequence number, phase index
@@ -99,6 +109,11 @@ class Consumer:
             self.last = time.perf_counter()
             return True
         return False
+
+
+def started(c: Consumer) -> Callable[[], bool]:
+    """True once ``c`` got its first event (stops the "ready" announcements)."""
+    return lambda: c.got > 0
 
 
 def summary(k: int, consumers: list[Consumer], events: int) -> dict[str, float]:
@@ -167,7 +182,12 @@ async def lkrtc_receiver(url: str, room: str, events: int) -> dict[str, Any]:
                     async with trio.open_nursery() as nursery:
                         for sub, c in zip(subs, consumers, strict=True):
                             nursery.start_soon(consume, sub, c)
-                        await lp.publish_data(f"ready {phase}".encode(), topic=CTL)
+                        nursery.start_soon(
+                            lkrtc_announce,
+                            lp,
+                            f"ready {phase}".encode(),
+                            started(consumers[0]),
+                        )
             finally:
                 for sub in subs:
                     sub.close()
@@ -243,12 +263,15 @@ async def official_receiver(url: str, room: str, events: int) -> dict[str, Any]:
             tasks = [
                 asyncio.create_task(consume(q, c)) for q, c in zip(queues, consumers, strict=True)
             ]
+            announce = asyncio.create_task(
+                official_announce(lp, f"ready {phase}".encode(), started(consumers[0]))
+            )
             try:
-                await lp.publish_data(f"ready {phase}".encode(), topic=CTL)
                 await asyncio.wait_for(asyncio.gather(*tasks), PHASE_TIMEOUT)
             except asyncio.TimeoutError:
                 pass  # summary() reports what is missing
             finally:
+                announce.cancel()
                 for t in tasks:
                     t.cancel()
                 for fn in listeners:
@@ -296,17 +319,35 @@ def measure(url: str, contender: str, tag: str, events: int = EVENTS) -> dict[st
     return res
 
 
+#: (metric, key in measure()'s result, better) of every row of a case
+METRICS = [
+    ("events/s delivered", "events/s", "higher"),
+    ("loop-thread CPU us/event, received", "recv_loop_us", "lower"),
+]
+
+
 def run(url: str, rounds: int = ROUNDS) -> list[Row]:
-    samples: dict[tuple[str, str], list[float]] = {}
+    contenders = ("lkrtc", "official")
+    samples: dict[tuple[str, str, str], list[float]] = {}
     for i in range(rounds):
-        for contender in ("lkrtc", "official"):
-            res = measure(url, contender, str(i))
+        for contender in contenders:
+            res = retried(f"events {contender} round {i}", partial(measure, url, contender, str(i)))
             for k in CONSUMERS:
                 name = case_name(k)
-                samples.setdefault((name, contender), []).append(res[name]["events/s"])
+                for metric, key, _better in METRICS:
+                    samples.setdefault((name, metric, contender), []).append(res[name][key])
     return [
-        row(SCENARIO, name, contender, "events/s delivered", "higher", s)
-        for (name, contender), s in samples.items()
+        row(
+            SCENARIO,
+            case_name(k),
+            contender,
+            metric,
+            better,
+            samples[case_name(k), metric, contender],
+        )
+        for k in CONSUMERS
+        for metric, _key, better in METRICS
+        for contender in contenders
     ]
 
 

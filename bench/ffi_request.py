@@ -12,18 +12,21 @@ resampler handle it returned.
   run in its own process (the native core initializes once per process).
 
 Run one contender: ``python -m bench.ffi_request floor|lkrtc|official [N] [REPEATS]``;
-prints a JSON list of per-repeat us/op. ``run(url)`` runs all three, 3 rounds
-interleaved, and returns the rows for ``python -m bench``.
+prints a JSON list of per-repeat us/op. ``run(url)`` runs all three, 5 rounds
+interleaved (one sample per round: the median of that child's repeats), and
+returns the rows for ``python -m bench``.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
-from bench._common import Row, child_json, row
+from bench._common import ROUNDS, Row, child_json, retried, row
 
 
 def _time(fn: Callable[[], None], n: int, repeats: int) -> list[float]:
@@ -100,12 +103,16 @@ CONTENDERS = {"floor": floor_op, "lkrtc": lkrtc_op, "official": official_op}
 
 
 def run(url: str) -> list[Row]:
-    """3 rounds x 7 repeats x 20000 requests per contender (no server needed)."""
+    """``ROUNDS`` interleaved rounds per contender (no server needed); each
+    round's sample is the median of its child's 7 repeats x 20000 requests."""
     del url
     samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    for _ in range(3):
+    for i in range(ROUNDS):
         for name in CONTENDERS:
-            samples[name] += child_json("bench.ffi_request", name)
+            got = retried(
+                f"ffi_request {name} round {i}", partial(child_json, "bench.ffi_request", name)
+            )
+            samples[name].append(statistics.median(got))
     return [
         row("FFI request round trip (no server)", "new_audio_resampler", name, "us/op", "lower", s)
         for name, s in samples.items()

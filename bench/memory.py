@@ -4,8 +4,12 @@ One process per contender (lkrtc-trio, official asyncio SDK) joins two rooms
 of one fresh room name: "a" (sends data, calls RPCs) and "b" (receives data,
 serves the RPC method ``echo``), and waits until each sees the other. Then:
 
-1. warm-up: ``WARM_MESSAGES`` data messages and ``WARM_RPCS`` RPCs;
-   ``gc.collect()``; RSS is read (``/proc/self/statm``);
+1. warm-up: batches of ``WARM_MESSAGES`` data messages and ``WARM_RPCS``
+   RPCs, repeated until ``WARM_SECONDS`` (25 s) have passed, longer than the
+   bounded windows either SDK keeps (lkrtc-trio remembers the reliable sends
+   of the last 20 s, to report what a reconnection may have lost: about 3
+   MiB at this rate, a constant once full); ``gc.collect()``; RSS is read
+   (``/proc/self/statm``);
 2. the measured run: ``MESSAGES`` data messages and ``RPCS`` RPCs;
    ``gc.collect()``; RSS is read again. "RSS growth MiB" is the difference.
 3. both rooms are closed (lkrtc-trio: the ``open_room`` blocks end; official:
@@ -27,15 +31,21 @@ every answer checked. Receiving: lkrtc-trio iterates one ``room.events()``
 subscription; the official SDK counts in a ``room.on("data_received")``
 callback. Identical windows for both contenders.
 
-A run takes about two minutes (the native core delivers about 1000-1500 such
-messages per second here). Measured on 2 cores, the growth does not follow
-the message count (10000 or 100000 messages: +0.3 to +0.6 MiB, both SDKs,
-and lkrtc-trio's Python heap grows by under 3 KiB per tracemalloc): what is
-left is allocator noise of about half a MiB, not a leak.
+A round takes about a minute (the native core delivers about 700-1500 such
+messages per second here; both contenders run at once). Once the warm-up is
+past the bounded windows, the growth does not follow the message count
+(earlier measurements, 10000 or 100000 messages: +0.3 to +0.6 MiB, both
+SDKs, and lkrtc-trio's Python heap grows by under 3 KiB per tracemalloc):
+what is left is allocator noise of about half a MiB, not a leak. So
+``python -m bench`` runs 5 rounds of 20000 messages (a fresh process and
+room each) rather than one of 100000; a leak of even 100 bytes per message
+would still show as 2 MiB per round. ``python -m bench.memory 5`` runs
+100000 messages + 1000 RPCs once.
 
 Child mode: ``python -m bench.memory child {lkrtc|official} URL ROOM [SCALE]``;
-prints one JSON line. ``run(url)``: one process per contender, both at the
-same time (the metrics are memory and handles, not speed; see ``run``).
+prints one JSON line. ``run(url)``: 5 rounds; in each, one process per
+contender, both at the same time (the metrics are memory and handles, not
+speed; see ``run``), so round r of each contender is paired.
 """
 
 from __future__ import annotations
@@ -47,22 +57,26 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
-from bench._common import Row, child_json, row
+from bench._common import ROUNDS, Row, child_json, retried, row
 from bench.data import SEE_TIMEOUT, Lost, official_see
 
 SCENARIO = "Memory"
-CASE = "100000 data messages + 1000 RPCs"
 WARM_MESSAGES, WARM_RPCS = 5000, 50
-MESSAGES, RPCS = 100_000, 1000
+#: the warm-up repeats its batch until this long has passed (> lkrtc-trio's 20 s send ledger)
+WARM_SECONDS = 25.0
+#: sequence numbers the receiving side can track (preallocated before the baseline)
+CAPACITY = 1_000_000
+MESSAGES, RPCS = 20_000, 200
+CASE = f"{MESSAGES} data messages + {RPCS} RPCs, per round"
 WINDOW = 8
 RPC_WINDOW = 10
 LAG = 1000
 SIZE = 64
 TOPIC = "m"
 PHASE_TIMEOUT = 300.0
-ROUNDS = 1
 
 
 def rss_mib() -> float:
@@ -72,7 +86,8 @@ def rss_mib() -> float:
 
 
 def counts(scale: float) -> tuple[int, int, int, int]:
-    """(warm-up messages, warm-up RPCs, messages, RPCs), scaled for quick tries."""
+    """(warm-up batch messages, warm-up batch RPCs, messages, RPCs), scaled for
+    quick tries."""
     warm, warm_rpcs, messages, rpcs = (
         max(1, round(n * scale)) for n in (WARM_MESSAGES, WARM_RPCS, MESSAGES, RPCS)
     )
@@ -116,7 +131,7 @@ async def lkrtc_child(url: str, room: str, scale: float) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     warm, warm_rpcs, messages, rpcs = counts(scale)
-    counter = Counter(warm + messages)
+    counter = Counter(CAPACITY + messages)
     lag = trio.Semaphore(LAG)
     reached = trio.Event()
     next_seq = 0
@@ -186,7 +201,11 @@ async def lkrtc_child(url: str, room: str, scale: float) -> dict[str, Any]:
                 with trio.fail_after(SEE_TIMEOUT):
                     await a.wait_for_participant("b")
                     await b.wait_for_participant("a")
-                out["warm_s"] = await phase(warm, warm_rpcs)
+                t0, out["warm_messages"] = time.perf_counter(), 0
+                while not out["warm_messages"] or time.perf_counter() - t0 < WARM_SECONDS:
+                    await phase(warm, warm_rpcs)
+                    out["warm_messages"] += warm
+                out["warm_s"] = time.perf_counter() - t0
                 gc.collect()
                 out["rss_before"] = rss_mib()
                 out["run_s"] = await phase(messages, rpcs)
@@ -213,7 +232,7 @@ async def official_child(url: str, room: str, scale: float) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     warm, warm_rpcs, messages, rpcs = counts(scale)
-    counter = Counter(warm + messages)
+    counter = Counter(CAPACITY + messages)
     lag = asyncio.Semaphore(LAG)
     state: dict[str, Any] = {"reached": asyncio.Event()}
     failure: list[BaseException] = []
@@ -285,7 +304,11 @@ async def official_child(url: str, room: str, scale: float) -> dict[str, Any]:
         b.local_participant.register_rpc_method("echo", echo)
         await official_see(a, "b", SEE_TIMEOUT)
         await official_see(b, "a", SEE_TIMEOUT)
-        out["warm_s"] = await phase(a, warm, warm_rpcs)
+        t0, out["warm_messages"] = time.perf_counter(), 0
+        while not out["warm_messages"] or time.perf_counter() - t0 < WARM_SECONDS:
+            await phase(a, warm, warm_rpcs)
+            out["warm_messages"] += warm
+        out["warm_s"] = time.perf_counter() - t0
         gc.collect()
         out["rss_before"] = rss_mib()
         out["run_s"] = await phase(a, messages, rpcs)
@@ -326,23 +349,25 @@ def measure(url: str, contender: str, tag: str, scale: float = 1.0) -> dict[str,
     res: dict[str, Any] = child_json(
         "bench.memory", "child", contender, url, room, str(scale), timeout=2 * PHASE_TIMEOUT + 60
     )
-    warm, _, messages, _ = counts(scale)
-    if res["received"] != warm + messages:
+    _, _, messages, _ = counts(scale)
+    if res["received"] != res["warm_messages"] + messages:
         raise Lost(f"{contender}: {res['received']} messages received")
     res["growth"] = res["rss_after"] - res["rss_before"]
     return res
 
 
 def run(url: str, rounds: int = ROUNDS) -> list[Row]:
-    """The two contenders' processes run at the same time (each in its own
-    room): the metrics are memory and handles, not speed, and the 100000
-    messages take a minute or two per contender (the native core sends about
-    1500 reliable messages per second)."""
+    """The two contenders' processes of a round run at the same time (each in
+    its own room): the metrics are memory and handles, not speed, and a round
+    (25 s of warm-up, then 20000 messages) takes about a minute."""
     samples: dict[tuple[str, str], list[float]] = {}
     contenders = ("lkrtc", "official")
     for i in range(rounds):
         with ThreadPoolExecutor(len(contenders)) as pool:
-            futures = [pool.submit(measure, url, c, str(i)) for c in contenders]
+            futures = [
+                pool.submit(retried, f"memory {c} round {i}", partial(measure, url, c, str(i)))
+                for c in contenders
+            ]
             results = [f.result() for f in futures]
         for contender, res in zip(contenders, results, strict=True):
             samples.setdefault((contender, "RSS growth MiB"), []).append(res["growth"])

@@ -13,7 +13,8 @@ joins are announced up to a few seconds late), warms up with 20 calls, then:
   time), total calls / wall time.
 
 Every response is checked to equal the payload. The callee leaves when the
-parent closes its stdin. Rounds alternate lkrtc-trio and official.
+parent closes its stdin. 5 rounds per contender alternate lkrtc-trio and
+official (one p50, one p99 and one calls/s per round).
 
 Child mode: ``python -m bench.rpc child {lkrtc|official} {caller|callee} URL
 ROOM``; the caller prints one JSON object, the callee prints a ready line.
@@ -30,9 +31,10 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import IO, Any
 
-from bench._common import Row, row
+from bench._common import ROUNDS, Row, retried, row
 
 PAYLOAD = "p" * 100
 CALLER, CALLEE = "rpc-caller", "rpc-callee"
@@ -41,7 +43,6 @@ WARMUP = 20
 SEQUENTIAL = 1000
 CONCURRENT_CALLS = 2000
 IN_FLIGHT = 100
-ROUNDS = 2
 #: seconds the caller waits to see the callee
 JOIN_TIMEOUT = 30.0
 
@@ -221,7 +222,9 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 def measure(url: str, contender: str, room_name: str) -> dict[str, float]:
-    """One round: a callee and a caller process of ``contender``."""
+    """One round: a callee and a caller process of ``contender`` (in a room
+    named ``room_name`` plus a random suffix: a retried round starts afresh)."""
+    room_name = f"{room_name}-{uuid.uuid4().hex[:4]}"
     args = [sys.executable, "-m", "bench.rpc", "child", contender]
     with (
         tempfile.TemporaryFile("w+") as callee_err,
@@ -275,7 +278,12 @@ def run(url: str) -> list[Row]:
     got: dict[str, list[dict[str, float]]] = {"lkrtc": [], "official": []}
     for i in range(ROUNDS):
         for contender in got:
-            got[contender].append(measure(url, contender, f"rpc-{tag}-{contender}-{i}"))
+            got[contender].append(
+                retried(
+                    f"rpc {contender} round {i}",
+                    partial(measure, url, contender, f"rpc-{tag}-{contender}-{i}"),
+                )
+            )
     rows = []
     for case, metric, key, better in (
         ("sequential 1000", "p50 ms", "p50_ms", "lower"),
