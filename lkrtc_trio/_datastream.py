@@ -27,9 +27,8 @@ import inspect
 import logging
 import mimetypes
 import os
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,35 +104,36 @@ class ByteStreamInfo:
     name: str = ""
 
 
-def _text_info(msg: Any) -> TextStreamInfo:
+def _header(msg: Any) -> tuple[str, str, str, int, int | None, dict[str, str]]:
+    """The fields both kinds of stream info share, from the native header."""
+    size = int(msg.total_length) if msg.HasField("total_length") else None
+    return (
+        str(msg.stream_id),
+        str(msg.mime_type),
+        str(msg.topic),
+        int(msg.timestamp),
+        size,
+        dict(msg.attributes),
+    )
+
+
+def text_info(msg: Any) -> TextStreamInfo:
     return TextStreamInfo(
-        stream_id=str(msg.stream_id),
-        mime_type=str(msg.mime_type),
-        topic=str(msg.topic),
-        timestamp=int(msg.timestamp),
-        size=int(msg.total_length) if msg.HasField("total_length") else None,
-        attributes=dict(msg.attributes),
+        *_header(msg),
         attachments=tuple(msg.attached_stream_ids),
         reply_to_id=str(msg.reply_to_stream_id) or None,
     )
 
 
-def _byte_info(msg: Any) -> ByteStreamInfo:
-    return ByteStreamInfo(
-        stream_id=str(msg.stream_id),
-        mime_type=str(msg.mime_type),
-        topic=str(msg.topic),
-        timestamp=int(msg.timestamp),
-        size=int(msg.total_length) if msg.HasField("total_length") else None,
-        attributes=dict(msg.attributes),
-        name=str(msg.name),
-    )
+def byte_info(msg: Any) -> ByteStreamInfo:
+    return ByteStreamInfo(*_header(msg), name=str(msg.name))
 
 
 # -- readers ---------------------------------------------------------------------------
 C = TypeVar("C", str, bytes)
 I = TypeVar("I", TextStreamInfo, ByteStreamInfo)  # noqa: E741
 R = TypeVar("R", bound="_Reader[Any, Any]")
+W = TypeVar("W", bound="_Writer[Any]")
 
 
 class _Reader(Generic[C, I]):
@@ -158,8 +158,6 @@ class _Reader(Generic[C, I]):
         self._closed = False  # closed by its consumer (or its handler returned)
         self._error: StreamError | None = None
         self._wakeup: anyio.Event | None = None
-        #: bytes received in all (for tests and statistics)
-        self.received_bytes = 0
 
     @property
     def info(self) -> I:
@@ -182,8 +180,12 @@ class _Reader(Generic[C, I]):
             content = msg.chunk_received.content
             if not content:
                 return
-            size = len(content) if isinstance(content, bytes) else len(content.encode())
-            self.received_bytes += size
+            # UTF-8 bytes; an ASCII str (the common case) needs no encoding
+            size = (
+                len(content)
+                if isinstance(content, bytes) or content.isascii()
+                else len(content.encode())
+            )
             if self._buffered + size > self._limit:
                 self._fail(
                     f"reader buffer limit exceeded: {self._buffered + size} bytes unread "
@@ -486,7 +488,6 @@ class StreamHost(Protocol):
     """What the router needs of the room's session (``RoomSession``)."""
 
     rt: Runtime
-    closed: bool
 
     def check_open(self) -> None: ...
 
@@ -508,7 +509,7 @@ class StreamRouter:
         self._subs: dict[tuple[str, str], StreamSubscription[Any]] = {}
         self._readers: dict[int, _Reader[Any, Any]] = {}
         self._unhandled_logged: set[tuple[str, str]] = set()
-        self._writers: set[_Writer] = set()
+        self._writers: set[_Writer[Any]] = set()
         self._closed = False
         #: incoming streams no consumer took (for tests)
         self.unhandled = 0
@@ -575,9 +576,9 @@ class StreamRouter:
         reader: _AnyReader
         limit = self._limit
         if kind == "text":
-            reader = TextStreamReader(self, handle_id, _text_info(owned.info), identity, limit)
+            reader = TextStreamReader(self, handle_id, text_info(owned.info), identity, limit)
         else:
-            reader = ByteStreamReader(self, handle_id, _byte_info(owned.info), identity, limit)
+            reader = ByteStreamReader(self, handle_id, byte_info(owned.info), identity, limit)
         # Route its chunks to it before asking for them; the request hands the
         # handle to the native core (nothing left to release here).
         self._readers[handle_id] = reader
@@ -664,10 +665,11 @@ class StreamRouter:
 
 
 # -- writers ----------------------------------------------------------------------------------
-class _Writer:
+class _Writer(Generic[I]):
     _prefix = ""
 
-    def __init__(self, router: StreamRouter, handle: OwnedHandle) -> None:
+    def __init__(self, router: StreamRouter, handle: OwnedHandle, info: I) -> None:
+        self._info: I = info
         self._router = router
         self._session = router._session
         self._handle = handle
@@ -675,6 +677,10 @@ class _Writer:
         self._broken: str | None = None
         self._lock: anyio.Lock | None = None
         router._writers.add(self)
+
+    @property
+    def info(self) -> I:
+        return self._info
 
     def _release(self) -> None:
         self._closed = True
@@ -697,7 +703,7 @@ class _Writer:
         if cb.HasField("error"):
             raise StreamError(f"write failed: {cb.error.description}")
 
-    async def _close(self, reason: str, attributes: Mapping[str, str] | None = None) -> None:
+    async def _close(self, reason: str) -> None:
         """Closes the stream (``reason`` empty) or aborts it. The close hands
         the handle to the native core; if it cannot be sent, the handle is
         released here."""
@@ -712,8 +718,6 @@ class _Writer:
         msg = getattr(req, field)
         msg.writer_handle = self._handle.id
         msg.reason = reason[:_REASON_MAX]
-        if attributes:
-            msg.attributes.update(dict(attributes))
         try:
             cb = await self._session.request(req, field)
             self._handle.detach()  # consumed by the close
@@ -725,18 +729,10 @@ class _Writer:
 
 
 @final
-class TextStreamWriter(_Writer):
+class TextStreamWriter(_Writer[TextStreamInfo]):
     """An outgoing text stream, from :meth:`LocalParticipant.stream_text`."""
 
     _prefix = "text"
-
-    def __init__(self, router: StreamRouter, handle: OwnedHandle, info: TextStreamInfo) -> None:
-        super().__init__(router, handle)
-        self._info = info
-
-    @property
-    def info(self) -> TextStreamInfo:
-        return self._info
 
     async def write(self, text: str) -> None:
         """Sends ``text`` as the next part of the stream (the native core
@@ -761,18 +757,10 @@ class TextStreamWriter(_Writer):
 
 
 @final
-class ByteStreamWriter(_Writer):
+class ByteStreamWriter(_Writer[ByteStreamInfo]):
     """An outgoing byte stream, from :meth:`LocalParticipant.stream_bytes`."""
 
     _prefix = "byte"
-
-    def __init__(self, router: StreamRouter, handle: OwnedHandle, info: ByteStreamInfo) -> None:
-        super().__init__(router, handle)
-        self._info = info
-
-    @property
-    def info(self) -> ByteStreamInfo:
-        return self._info
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Sends ``data`` (any buffer; copied once into the native request)
@@ -814,36 +802,36 @@ def abort_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+async def _abort(writer: _Writer[Any], reason: str) -> None:
+    """Aborts the stream with ``reason``: shielded, bounded by
+    ``ABORT_LIMIT``, and the handle released whatever happens. A failure to
+    abort is only logged (the caller raises its own error)."""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(ABORT_LIMIT):
+            try:
+                await writer._close(reason)
+            except Exception as close_exc:
+                log.debug("aborting a stream failed: %s", close_exc)
+        writer._release()
+
+
 @asynccontextmanager
-async def writing(writer: _Writer) -> AsyncIterator[Any]:
-    """The body of ``stream_text``/``stream_bytes`` once the writer is open."""
+async def writing(writer: W) -> AsyncIterator[W]:
+    """The body of ``stream_text``/``stream_bytes`` once the writer is open:
+    leaving normally closes the stream; leaving by an exception, or after a
+    reconnection broke the stream, aborts it."""
     try:
         yield writer
     except BaseException as exc:
-        # Abort with the exception as the reason: shielded, bounded, and the
-        # handle released whatever happens; then re-raise it unchanged.
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(ABORT_LIMIT):
-                try:
-                    await writer._close(abort_reason(exc))
-                except Exception as close_exc:  # the block's exception wins
-                    log.debug("aborting a stream failed: %s", close_exc)
-            writer._release()
-        raise
-    else:
-        broken = writer._broken
-        if broken is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(ABORT_LIMIT):
-                try:
-                    await writer._close(broken)
-                except Exception as close_exc:
-                    log.debug("aborting a stream failed: %s", close_exc)
-            writer._release()
-            raise StreamError(broken)
-        try:
-            await writer._close("")
-        finally:
-            writer._release()
+        await _abort(writer, abort_reason(exc))
+        raise  # unchanged
+    if writer._broken is not None:
+        await _abort(writer, writer._broken)
+        raise StreamError(writer._broken)
+    try:
+        await writer._close("")
+    finally:
+        writer._release()
 
 
 # -- helpers for the participant ---------------------------------------------------------------
@@ -871,21 +859,12 @@ def check_attributes(attributes: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def fill_options(
-    options: Any,
-    *,
-    topic: str,
-    attributes: Mapping[str, str],
-    identities: Iterable[str],
-    sender_identity: str,
-) -> None:
-    options.topic = topic
-    if attributes:
-        options.attributes.update(attributes)
-    identities = list(identities)
-    if identities:
-        options.destination_identities.extend(identities)
-    options.sender_identity = sender_identity
+def check_size(total_size: object) -> None:
+    """Raises TypeError unless ``total_size`` is None or an int >= 0."""
+    if total_size is not None and (
+        isinstance(total_size, bool) or not isinstance(total_size, int) or total_size < 0
+    ):
+        raise TypeError("total_size must be a non-negative int or None")
 
 
 def check_file(path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -906,11 +885,3 @@ def check_file(path: str | os.PathLike[str]) -> tuple[str, int]:
 def guess_mime_type(path: str) -> str:
     mime, _ = mimetypes.guess_type(path)
     return mime or "application/octet-stream"
-
-
-def provisional_timestamp() -> int:
-    return int(time.time() * 1000)
-
-
-text_info = _text_info
-byte_info = _byte_info

@@ -447,27 +447,11 @@ class LocalParticipant(Participant):
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
-        attrs = ds.check_text_args(topic, attributes, reply_to_id)
-        if not isinstance(compress, bool):
-            raise TypeError("compress must be a bool")
-        identities = _identities(destination_identities)
-        req = ffi_pb2.FfiRequest()
-        msg = req.send_text
-        msg.local_participant_handle = self._rec.handle.id
-        msg.text = text
-        ds.fill_options(
-            msg.options,
-            topic=topic,
-            attributes=attrs,
-            identities=identities,
-            sender_identity=self.identity,
+        req, msg = self._stream_request(
+            "send_text", topic, destination_identities, attributes, reply_to_id, compress
         )
-        if reply_to_id:
-            msg.options.reply_to_stream_id = reply_to_id
-        msg.options.compress = compress
-        cb = await self._session.request(req, "send_text")
-        if cb.HasField("error"):
-            raise StreamError(f"send_text failed: {cb.error.description}")
+        msg.text = text
+        cb = await self._stream_call(req, "send_text", "send_text failed")
         return ds.text_info(cb.info)
 
     async def send_bytes(
@@ -500,31 +484,16 @@ class LocalParticipant(Participant):
         Cancellation: returns at once; the stream may still be sent whole.
         """
         payload = ds.as_bytes(data)
-        attrs = ds.check_text_args(topic, attributes)
-        if not isinstance(compress, bool):
-            raise TypeError("compress must be a bool")
         for label, value in (("name", name), ("mime_type", mime_type)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{label} must be a str or None")
-        identities = _identities(destination_identities)
-        req = ffi_pb2.FfiRequest()
-        msg = req.send_bytes
-        msg.local_participant_handle = self._rec.handle.id
-        msg.bytes = payload
-        ds.fill_options(
-            msg.options,
-            topic=topic,
-            attributes=attrs,
-            identities=identities,
-            sender_identity=self.identity,
+        req, msg = self._stream_request(
+            "send_bytes", topic, destination_identities, attributes, None, compress
         )
+        msg.bytes = payload
         msg.options.name = "unknown" if name is None else name
         msg.options.mime_type = mime_type or "application/octet-stream"
-        msg.options.compress = compress
-        del payload
-        cb = await self._session.request(req, "send_bytes")
-        if cb.HasField("error"):
-            raise StreamError(f"send_bytes failed: {cb.error.description}")
+        cb = await self._stream_call(req, "send_bytes", "send_bytes failed")
         return ds.byte_info(cb.info)
 
     async def send_file(
@@ -552,30 +521,16 @@ class LocalParticipant(Participant):
         Cancellation: returns at once; the file may still be sent whole.
         """
         file_path, size = ds.check_file(path)
-        attrs = ds.check_text_args(topic, attributes)
-        if not isinstance(compress, bool):
-            raise TypeError("compress must be a bool")
         if mime_type is not None and not isinstance(mime_type, str):
             raise TypeError("mime_type must be a str or None")
-        identities = _identities(destination_identities)
-        req = ffi_pb2.FfiRequest()
-        msg = req.send_file
-        msg.local_participant_handle = self._rec.handle.id
-        msg.file_path = file_path
-        ds.fill_options(
-            msg.options,
-            topic=topic,
-            attributes=attrs,
-            identities=identities,
-            sender_identity=self.identity,
+        req, msg = self._stream_request(
+            "send_file", topic, destination_identities, attributes, None, compress
         )
+        msg.file_path = file_path
         msg.options.name = os.path.basename(file_path)
         msg.options.mime_type = mime_type or ds.guess_mime_type(file_path)
         msg.options.total_length = size
-        msg.options.compress = compress
-        cb = await self._session.request(req, "send_file")
-        if cb.HasField("error"):
-            raise StreamError(f"send_file failed: {cb.error.description}")
+        cb = await self._stream_call(req, "send_file", "send_file failed")
         return ds.byte_info(cb.info)
 
     @asynccontextmanager
@@ -613,34 +568,16 @@ class LocalParticipant(Participant):
         Cancellation: while opening, returns at once (a stream opened late is
         released); inside the block, as above.
         """
-        attrs = ds.check_text_args(topic, attributes, reply_to_id)
-        identities = _identities(destination_identities)
-        if total_size is not None and (
-            isinstance(total_size, bool) or not isinstance(total_size, int) or total_size < 0
-        ):
-            raise TypeError("total_size must be a non-negative int or None")
-        req = ffi_pb2.FfiRequest()
-        msg = req.text_stream_open
-        msg.local_participant_handle = self._rec.handle.id
-        ds.fill_options(
-            msg.options,
-            topic=topic,
-            attributes=attrs,
-            identities=identities,
-            sender_identity=self.identity,
+        ds.check_size(total_size)
+        req, _ = self._stream_request(
+            "text_stream_open", topic, destination_identities, attributes, reply_to_id
         )
-        if reply_to_id:
-            msg.options.reply_to_stream_id = reply_to_id
-        cb = await self._session.request(req, "text_stream_open")
-        if cb.HasField("error"):
-            raise StreamError(f"opening the text stream failed: {cb.error.description}")
-        session = self._session
-        handle = session.rt.own(cb.writer.handle.id, "text_stream_writer")
+        cb = await self._stream_call(req, "text_stream_open", "opening the text stream failed")
         info = ds.text_info(cb.writer.info)
         if info.size is None and total_size is not None:
             info = dataclasses.replace(info, size=total_size)
-        writer = TextStreamWriter(session.streams, handle, info)
-        async with ds.writing(writer):
+        handle = self._session.rt.own(cb.writer.handle.id, "text_stream_writer")
+        async with ds.writing(TextStreamWriter(self._session.streams, handle, info)) as writer:
             yield writer
 
     @asynccontextmanager
@@ -672,34 +609,62 @@ class LocalParticipant(Participant):
             raise TypeError("name must be a str")
         if not isinstance(mime_type, str):
             raise TypeError("mime_type must be a str")
-        attrs = ds.check_text_args(topic, attributes)
-        identities = _identities(destination_identities)
-        if total_size is not None and (
-            isinstance(total_size, bool) or not isinstance(total_size, int) or total_size < 0
-        ):
-            raise TypeError("total_size must be a non-negative int or None")
-        req = ffi_pb2.FfiRequest()
-        msg = req.byte_stream_open
-        msg.local_participant_handle = self._rec.handle.id
-        ds.fill_options(
-            msg.options,
-            topic=topic,
-            attributes=attrs,
-            identities=identities,
-            sender_identity=self.identity,
+        ds.check_size(total_size)
+        req, msg = self._stream_request(
+            "byte_stream_open", topic, destination_identities, attributes
         )
         msg.options.name = name
         msg.options.mime_type = mime_type
         if total_size is not None:
             msg.options.total_length = total_size
-        cb = await self._session.request(req, "byte_stream_open")
-        if cb.HasField("error"):
-            raise StreamError(f"opening the byte stream failed: {cb.error.description}")
-        session = self._session
-        handle = session.rt.own(cb.writer.handle.id, "byte_stream_writer")
-        writer = ByteStreamWriter(session.streams, handle, ds.byte_info(cb.writer.info))
-        async with ds.writing(writer):
+        cb = await self._stream_call(req, "byte_stream_open", "opening the byte stream failed")
+        info = ds.byte_info(cb.writer.info)
+        handle = self._session.rt.own(cb.writer.handle.id, "byte_stream_writer")
+        async with ds.writing(ByteStreamWriter(self._session.streams, handle, info)) as writer:
             yield writer
+
+    def _stream_request(
+        self,
+        field: str,
+        topic: str,
+        destination_identities: Iterable[str] | None,
+        attributes: Mapping[str, str] | None,
+        reply_to_id: str | None = None,
+        compress: bool | None = None,
+    ) -> tuple[Any, Any]:
+        """A data-stream request (``FfiRequest``, and its ``field`` message)
+        with the options every kind shares, checked and filled.
+
+        Raises:
+            TypeError: an argument of the wrong type.
+        """
+        attrs = ds.check_text_args(topic, attributes, reply_to_id)
+        if compress is not None and not isinstance(compress, bool):
+            raise TypeError("compress must be a bool")
+        identities = _identities(destination_identities)
+        req = ffi_pb2.FfiRequest()
+        msg = getattr(req, field)
+        msg.local_participant_handle = self._rec.handle.id
+        options = msg.options
+        options.topic = topic
+        if attrs:
+            options.attributes.update(attrs)
+        if identities:
+            options.destination_identities.extend(identities)
+        options.sender_identity = self.identity
+        if reply_to_id:
+            options.reply_to_stream_id = reply_to_id
+        if compress is not None:
+            options.compress = compress
+        return req, msg
+
+    async def _stream_call(self, req: Any, field: str, failed: str) -> Any:
+        """Sends a data-stream request through the session; its completion,
+        or ``StreamError(failed: ...)`` when the native core reports one."""
+        cb = await self._session.request(req, field)
+        if cb.HasField("error"):
+            raise StreamError(f"{failed}: {cb.error.description}")
+        return cb
 
     async def publish_dtmf(self, *, code: int, digit: str) -> None:
         """Sends a SIP DTMF tone event (RFC 4733: codes 0-9 are the digits,

@@ -111,12 +111,11 @@ class RoomState:
                 )
             ),
             # the legacy stream packets (the native core handles streams and
-            # announces them as *_stream_opened, which the room routes)
+            # announces them as *_stream_opened, which the room hands to its
+            # StreamRouter before they would reach this table)
             "stream_header_received": self._ignored,
             "stream_chunk_received": self._ignored,
             "stream_trailer_received": self._ignored,
-            "byte_stream_opened": self._ignored,
-            "text_stream_opened": self._ignored,
             "room_updated": self._room_updated,
             "moved": self._room_moved,
             "participants_updated": self._participants_updated,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -349,3 +350,68 @@ async def test_writer_close_and_abort_requests() -> None:
     assert router(room).open_writers == 0
     room._release()
     assert rt.live_handles() == {}
+
+
+async def test_write_to_file_keeps_inside_its_directory_and_removes_a_partial_file(
+    tmp_path: Path,
+) -> None:
+    room, rt, _ = make_room(remotes=[200])
+
+    def named(handle: int, name: str) -> Any:
+        def fill(e: Any) -> None:
+            opened(handle, "r0", kind="byte")(e)
+            e.byte_stream_opened.reader.info.name = name
+
+        return fill
+
+    with room.byte_streams("t") as sub:
+        push(rt, named(1000, "../../evil.txt"))
+        deliver(room, chunk(1000, "safe", "byte"), eos(1000, kind="byte"))
+        out = await (await sub.receive()).write_to_file(tmp_path)
+        assert Path(out) == tmp_path / "evil.txt"
+        assert (tmp_path / "evil.txt").read_bytes() == b"safe"
+
+        push(rt, named(1001, "partial.bin"))
+        deliver(room, chunk(1001, "half", "byte"), eos(1001, error="gave up", kind="byte"))
+        with pytest.raises(lk.StreamError, match="gave up"):
+            await (await sub.receive()).write_to_file(tmp_path)
+        assert not (tmp_path / "partial.bin").exists()
+    room._release()
+
+
+async def test_a_full_subscription_refuses_and_closing_it_closes_unreceived_readers() -> None:
+    room, rt, _ = make_room(remotes=[200])
+    sub = room.text_streams("t", max_buffer=1)
+    push(rt, opened(1100, "r0"))
+    push(rt, opened(1101, "r0"))  # the buffer holds one reader: refused
+    assert sub.refused == 1
+    assert router(room).open_readers == 1
+    sub.close()  # the unreceived reader is closed
+    assert router(room).open_readers == 0
+    room._release()
+
+
+async def test_send_file_refuses_what_is_not_a_readable_file(tmp_path: Path) -> None:
+    room, _, backend = make_room()
+    lp = room.local_participant
+    with pytest.raises(FileNotFoundError):
+        await lp.send_file(tmp_path / "missing.txt")
+    with pytest.raises(IsADirectoryError):
+        await lp.send_file(tmp_path)
+    assert not [r for r in backend.requests if r.HasField("send_file")]  # nothing sent
+    room._release()
+
+
+async def test_a_cancelled_read_loses_nothing() -> None:
+    room, rt, _ = make_room(remotes=[200])
+    with room.text_streams("t") as sub:
+        push(rt, opened(1200, "r0"))
+        deliver(room, chunk(1200, "kept"), eos(1200))
+        reader = await sub.receive()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await reader.__anext__()
+        assert scope.cancelled_caught
+        assert await reader.read_all() == "kept"
+        reader.close()
+    room._release()
