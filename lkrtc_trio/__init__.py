@@ -19,6 +19,10 @@ from ._datastream import TextStreamHandler as TextStreamHandler
 from ._datastream import TextStreamInfo as TextStreamInfo
 from ._datastream import TextStreamReader as TextStreamReader
 from ._datastream import TextStreamWriter as TextStreamWriter
+from ._e2ee import E2EEOptions as E2EEOptions
+from ._e2ee import EncryptionType as EncryptionType
+from ._e2ee import KeyDerivationFunction as KeyDerivationFunction
+from ._e2ee import KeyProviderOptions as KeyProviderOptions
 from ._errors import ConnectError as ConnectError
 from ._errors import EventOverflowError as EventOverflowError
 from ._errors import ForkError as ForkError
@@ -80,6 +84,10 @@ from ._events import TrackUnmuted as TrackUnmuted
 from ._events import TrackUnpublished as TrackUnpublished
 from ._events import TrackUnsubscribed as TrackUnsubscribed
 from ._events import TranscriptionReceived as TranscriptionReceived
+from ._ice import ContinualGatheringPolicy as ContinualGatheringPolicy
+from ._ice import IceServer as IceServer
+from ._ice import IceTransportType as IceTransportType
+from ._ice import RtcConfiguration as RtcConfiguration
 from ._participant import DATA_PACKET_OVERHEAD as DATA_PACKET_OVERHEAD
 from ._participant import MAX_DATA_BYTES as MAX_DATA_BYTES
 from ._participant import LocalParticipant as LocalParticipant

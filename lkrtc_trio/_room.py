@@ -35,6 +35,7 @@ from ._datastream import (
     TextStreamReader,
 )
 from ._dispatch import owned_handle_ids
+from ._e2ee import E2EEOptions
 from ._errors import (
     ConnectError,
     EventOverflowError,
@@ -43,6 +44,7 @@ from ._errors import (
     NativePanicError,
     NoPublicConstructor,
 )
+from ._ice import RtcConfiguration
 from ._ledger import AtRisk
 from ._participant import (
     LocalParticipant,
@@ -120,6 +122,10 @@ class RoomOptions:
         stream_buffer_limit: bytes an incoming data stream's reader may hold
             unread (default 16 MiB); beyond it the reader fails with
             ``StreamError`` and the rest of that stream is dropped.
+        encryption: end-to-end encryption (:class:`E2EEOptions`), or None.
+            The room's ``e2ee_manager`` then gives its key provider.
+        rtc_config: ICE settings (:class:`RtcConfiguration`): TURN servers,
+            relay-only transport, candidate gathering; None for the defaults.
     """
 
     auto_subscribe: bool = True
@@ -133,6 +139,8 @@ class RoomOptions:
     rpc_max_concurrency: int = 64
     reconnect_timeout: float | None = 30.0
     stream_buffer_limit: int = DEFAULT_STREAM_BUFFER_LIMIT
+    encryption: E2EEOptions | None = None
+    rtc_config: RtcConfiguration | None = None
 
     def __post_init__(self) -> None:
         if self.connect_timeout is not None and not (
@@ -155,6 +163,10 @@ class RoomOptions:
             isinstance(self.stream_buffer_limit, int) and self.stream_buffer_limit >= 1
         ):
             raise ValueError("stream_buffer_limit must be a positive int (bytes)")
+        if self.encryption is not None and not isinstance(self.encryption, E2EEOptions):
+            raise TypeError("encryption must be an E2EEOptions or None")
+        if self.rtc_config is not None and not isinstance(self.rtc_config, RtcConfiguration):
+            raise TypeError("rtc_config must be an RtcConfiguration or None")
 
     def _fill(self, msg: Any) -> None:
         msg.auto_subscribe = self.auto_subscribe
@@ -166,6 +178,10 @@ class RoomOptions:
             msg.join_retries = self.join_retries
         if self.single_peer_connection is not None:
             msg.single_peer_connection = self.single_peer_connection
+        if self.encryption is not None:
+            self.encryption._fill(msg.encryption)
+        if self.rtc_config is not None:
+            self.rtc_config._fill(msg.rtc_config)
 
 
 @final
