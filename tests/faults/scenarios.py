@@ -102,6 +102,7 @@ async def send_steadily(
             seq = result if isinstance(result, int) else None
         except Exception as exc:
             outcome = type(exc).__name__
+            print(f"call {i} made at {made:.3f}: {outcome}: {exc}", file=sys.stderr)
         log.sent[i] = (made, seq, outcome, log.now() - made)
 
     log.sent = [(0.0, None, "pending", 0.0)] * count
