@@ -131,7 +131,10 @@ class SendLedger:
     # -- a receiver's link -----------------------------------------------------------------
     def participant_left(self, identity: str, now: float) -> None:
         if self._since is None:
-            self._absent.setdefault(identity, now)
+            since = self._absent.get(identity)
+            if since is None or since < now - self.absence_limit:
+                # (an absence too old to count, not pruned yet, is a new one)
+                self._absent[identity] = now
 
     def participant_back(self, identity: str, now: float) -> AtRisk | None:
         """``identity`` joined; if it had left within ``absence_limit``, what

@@ -87,6 +87,7 @@ def test_reports_cover_exactly_the_window(script: list[tuple[float, str]]) -> No
             if op == "left":
                 ledger.participant_left(w, now)
                 if own is None:
+                    expire()  # an absence too old to count is a new one
                     absent.setdefault(w, now)
             else:
                 report = ledger.participant_back(w, now)
