@@ -38,6 +38,7 @@ SCENARIOS = [
     "events",
     "streams",
     "audio_cpu",
+    "e2ee",
     "memory",
 ]
 ROOT = Path(__file__).resolve().parent.parent

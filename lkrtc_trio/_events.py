@@ -172,9 +172,17 @@ class TrackUnsubscribed:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackSubscriptionFailed:
+    """A subscription to ``participant``'s track ``track_sid`` failed:
+    reported by the native core, or by lkrtc_trio when a track asked for with
+    ``set_subscribed(True)`` did not arrive within ``SUBSCRIBE_TIMEOUT``
+    (the publisher's track subscription permissions do not allow it; the
+    native core says nothing then). ``publication`` is the publication when
+    it is known (None otherwise)."""
+
     participant: RemoteParticipant
     track_sid: str
     error: str
+    publication: RemoteTrackPublication | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

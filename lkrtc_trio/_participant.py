@@ -22,6 +22,7 @@ import anyio
 
 from . import _datastream as ds
 from ._datastream import ByteStreamInfo, ByteStreamWriter, TextStreamInfo, TextStreamWriter
+from ._e2ee import EncryptionType
 from ._errors import (
     ParticipantUpdateError,
     PublishDataError,
@@ -43,6 +44,9 @@ from ._types import (
     ParticipantKindDetail,
     ParticipantPermission,
     ParticipantState,
+    ParticipantTrackPermission,
+    SubscriptionStatus,
+    VideoQuality,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATA_PACKET_OVERHEAD",
     "MAX_DATA_BYTES",
+    "SUBSCRIBE_TIMEOUT",
     "LocalParticipant",
     "LocalTrackPublication",
     "Participant",
@@ -81,6 +86,14 @@ _RPC_GRACE = 5.0
 _DEFAULT_RPC_TIMEOUT = 15.0
 _MAX_ROUND_TRIP_MS = 7_000
 _DTMF = "0123456789*#ABCD"
+#: Seconds a wanted remote track may take to arrive (from ``set_subscribed(True)``)
+#: before lkrtc_trio reports that the subscription is not allowed: the native
+#: core says nothing when the publisher's track subscription permissions
+#: refuse it (measured: no event at all, while allowed subscriptions arrive
+#: within about 50 ms here). Read at each ``set_subscribed(True)``.
+SUBSCRIBE_TIMEOUT = 10.0
+#: Largest width or height ``set_video_dimensions`` accepts (pixels).
+MAX_VIDEO_DIMENSION = 65535
 
 RpcHandler = Callable[[RpcInvocationData], "str | Awaitable[str]"]
 H = TypeVar("H", bound=RpcHandler)
@@ -134,6 +147,12 @@ class TrackPublication:
         return int(self._rec.info.height)
 
     @property
+    def encryption_type(self) -> EncryptionType:
+        """How the publisher encrypts the track end to end (``NONE`` without
+        end-to-end encryption)."""
+        return EncryptionType(self._rec.info.encryption_type)
+
+    @property
     def track(self) -> Track | None:
         """The track: a local publication's own track; a remote one's once
         subscribed (None before, and after unsubscribing)."""
@@ -150,16 +169,293 @@ class LocalTrackPublication(TrackPublication):
 
     __slots__ = ()
 
+    async def wait_for_subscription(self) -> None:
+        """Waits until a remote participant has subscribed to this track (the
+        native ``LocalTrackSubscribed`` event, sent for the first subscriber);
+        returns at once (after a checkpoint) if one already did.
+
+        Raises:
+            ResourceClosedError: the track was unpublished before anyone
+                subscribed (also while waiting).
+            RoomClosedError: the room was closed first (also while waiting);
+                ``RoomDisconnectedError`` / ``NativePanicError`` when
+                something else ended it.
+
+        Cancellation: returns at once and leaves nothing behind (the shared
+        event of this publication's waiters is dropped with its last waiter).
+        """
+        rec = self._rec
+        await anyio.lowlevel.checkpoint()
+        if rec.subscribed_once:
+            return
+        session: RoomSession = rec.session
+        session.check_open()
+        if rec.handle.closed:
+            raise ResourceClosedError(f"track {self.sid} is unpublished")
+        if rec.first_subscription is None:
+            rec.first_subscription = anyio.Event()
+        event = rec.first_subscription
+        rec.waiters += 1
+        try:
+            await session.wait_for(event)
+        finally:
+            rec.waiters -= 1
+            if not rec.waiters:
+                rec.first_subscription = None
+        if rec.subscribed_once:
+            return
+        session.check_open()
+        raise ResourceClosedError(f"track {self.sid} was unpublished before anyone subscribed")
+
 
 @final
 class RemoteTrackPublication(TrackPublication):
-    """Another participant's published track."""
+    """Another participant's published track, and your subscription to it.
+
+    With ``RoomOptions(auto_subscribe=False)`` nothing is subscribed until
+    :meth:`set_subscribed` asks for it. The control calls are synchronous
+    native requests (no waiting). Each raises ``RoomClosedError`` once the
+    room is closed (``RoomDisconnectedError`` / ``NativePanicError`` when
+    something else ended it), ``ResourceClosedError`` once the publication
+    is gone (the track was unpublished or its participant left), and
+    ``NativeError`` if the native core refuses the request.
+    """
 
     __slots__ = ()
 
     @property
     def subscribed(self) -> bool:
+        """Whether the track is here (``track`` is set)."""
         return self._rec.track is not None
+
+    @property
+    def subscription_status(self) -> SubscriptionStatus:
+        """``SUBSCRIBED`` (the track is here), ``DESIRED`` (asked for, not
+        here yet), ``NOT_ALLOWED`` (asked for, and not delivered within
+        ``SUBSCRIBE_TIMEOUT``: see :attr:`subscription_allowed`) or
+        ``UNSUBSCRIBED`` (not asked for).
+
+        In a room with auto-subscription every publication counts as asked
+        for (until ``set_subscribed(False)``).
+        """
+        rec = self._rec
+        if rec.track is not None:
+            return SubscriptionStatus.SUBSCRIBED
+        if not rec.desired:
+            return SubscriptionStatus.UNSUBSCRIBED
+        if not rec.allowed:
+            return SubscriptionStatus.NOT_ALLOWED
+        return SubscriptionStatus.DESIRED
+
+    @property
+    def subscription_allowed(self) -> bool:
+        """False when a subscription asked for with ``set_subscribed(True)``
+        did not arrive within ``SUBSCRIBE_TIMEOUT`` seconds (lkrtc_trio then
+        emitted ``TrackSubscriptionFailed``): the publisher's track
+        subscription permissions do not allow it. The native core reports
+        nothing about permissions, so this is lkrtc_trio's inference: it
+        becomes True again when the track arrives (the publisher allowed
+        it) and when ``set_subscribed(True)`` asks again. A permission
+        withdrawn after the track arrived is not reported at all (the
+        track stays, without media)."""
+        return self._rec.allowed
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the subscribed track is enabled (False while not
+        subscribed); see :meth:`set_enabled`."""
+        rec = self._rec
+        return rec.track is not None and rec.enabled
+
+    def set_subscribed(self, subscribed: bool) -> None:
+        """Subscribes to the track (True) or unsubscribes (False).
+
+        Subscribing: ``TrackSubscribed`` follows when the track arrives; if
+        it has not arrived within ``SUBSCRIBE_TIMEOUT`` seconds (not counting
+        a reconnection), lkrtc_trio emits ``TrackSubscriptionFailed`` (with
+        this publication) and :attr:`subscription_status` becomes
+        ``NOT_ALLOWED``: the publisher does not allow it. It still arrives
+        if the publisher allows it later. Unsubscribing: ``TrackUnsubscribed``
+        follows, and the track is released then (its streams end; until
+        then :attr:`subscribed` stays True). Either is a no-op when already
+        so.
+
+        Raises:
+            TypeError: ``subscribed`` is not a bool.
+            ResourceClosedError: the publication is gone.
+            RoomClosedError: the room is closed.
+            NativeError: the native core refused it.
+        """
+        if not isinstance(subscribed, bool):
+            raise TypeError(f"subscribed must be a bool, not {type(subscribed).__name__}")
+        rec = self._usable()
+        req = ffi_pb2.FfiRequest()
+        req.set_subscribed.subscribe = subscribed
+        req.set_subscribed.publication_handle = rec.handle.id
+        rec.session.rt.request(req)
+        rec.desired = subscribed
+        if not subscribed:
+            rec.deadline = None
+        elif rec.track is None and not (rec.watching and rec.allowed and rec.deadline):
+            # (a subscription already watched keeps its deadline)
+            rec.allowed = True
+            expect_subscription(rec)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Enables or disables the subscribed track: disabled, the server
+        stops forwarding its media (the subscription and the track stay;
+        streams reading it get no frames) until it is enabled again. A track
+        that arrives is enabled.
+
+        Raises:
+            TypeError: ``enabled`` is not a bool.
+            RuntimeError: the track is not subscribed (the native core would
+                ignore the request: subscribe first and wait for
+                ``TrackSubscribed``).
+            ResourceClosedError, RoomClosedError, NativeError: see the class.
+        """
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, not {type(enabled).__name__}")
+        rec = self._subscribed_rec("set_enabled")
+        req = ffi_pb2.FfiRequest()
+        req.enable_remote_track_publication.track_publication_handle = rec.handle.id
+        req.enable_remote_track_publication.enabled = enabled
+        rec.session.rt.request(req)
+        rec.enabled = enabled
+
+    def set_video_quality(self, quality: VideoQuality) -> None:
+        """Asks the server for one simulcast layer of this video track (the
+        highest it may send; it sends lower ones when bandwidth is short).
+        May be called before subscribing.
+
+        Raises:
+            TypeError: ``quality`` is not an int / ``VideoQuality``.
+            ValueError: an unknown quality, or the publication is not a
+                simulcast video track (as the official SDK).
+            ResourceClosedError, RoomClosedError, NativeError: see the class.
+        """
+        if isinstance(quality, bool) or not isinstance(quality, int):
+            raise TypeError(f"quality must be a VideoQuality, not {type(quality).__name__}")
+        if quality not in VideoQuality._value2member_map_:
+            raise ValueError(f"unknown video quality {quality!r}; use VideoQuality")
+        self._check_video("set_video_quality")
+        if not self.simulcasted:
+            raise ValueError(
+                f"set_video_quality needs a simulcast publication ({self.sid} is not simulcast)"
+            )
+        rec = self._usable()
+        req = ffi_pb2.FfiRequest()
+        msg = req.set_remote_track_publication_quality
+        msg.track_publication_handle = rec.handle.id
+        msg.quality = int(quality)  # type: ignore[assignment]
+        rec.session.rt.request(req)
+
+    def set_video_dimensions(self, width: int, height: int) -> None:
+        """Tells the server the size this video track is shown at, so that
+        it sends the simulcast layer that fits. The publication's ``width``
+        and ``height`` stay the published ones.
+
+        Raises:
+            TypeError: ``width`` or ``height`` is not an int.
+            ValueError: not from 1 to ``MAX_VIDEO_DIMENSION``, or the
+                publication is not a video track.
+            RuntimeError: the track is not subscribed (the native core would
+                ignore the request).
+            ResourceClosedError, RoomClosedError, NativeError: see the class.
+        """
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if not 1 <= value <= MAX_VIDEO_DIMENSION:
+                raise ValueError(f"{name} must be from 1 to {MAX_VIDEO_DIMENSION}, not {value}")
+        self._check_video("set_video_dimensions")
+        rec = self._subscribed_rec("set_video_dimensions")
+        req = ffi_pb2.FfiRequest()
+        msg = req.update_remote_track_publication_dimension
+        msg.track_publication_handle = rec.handle.id
+        msg.width = width
+        msg.height = height
+        rec.session.rt.request(req)
+
+    def _check_video(self, call: str) -> None:
+        if self._rec.info.kind != TrackKind.KIND_VIDEO:
+            raise ValueError(
+                f"{call} applies to video publications; {self.sid} is {self.kind.name}"
+            )
+
+    def _usable(self) -> PublicationRecord:
+        """The record, if its room is open and its handle alive."""
+        rec = self._rec
+        session: RoomSession = rec.session
+        session.check_open()
+        if rec.handle.closed:
+            raise ResourceClosedError(
+                f"publication {self.sid} is gone (unpublished, or its participant left)"
+            )
+        return rec
+
+    def _subscribed_rec(self, call: str) -> PublicationRecord:
+        rec = self._usable()
+        if rec.track is None:
+            raise RuntimeError(
+                f"{call}: track {self.sid} is not subscribed "
+                "(set_subscribed(True), then wait for TrackSubscribed)"
+            )
+        return rec
+
+
+def expect_subscription(rec: PublicationRecord) -> None:
+    """A remote track was asked for: if it does not arrive within
+    ``SUBSCRIBE_TIMEOUT`` seconds, report the subscription as not allowed
+    (see :func:`_watch_subscription`). Needs the room's service task; does
+    nothing while the room is closing."""
+    rec.deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+    session = rec.session
+    if rec.watching or session is None or not hasattr(session, "spawn"):
+        return
+    rec.watching = session.spawn(_watch_subscription, rec)
+
+
+#: How often a subscription's watcher wakes up, at most (seconds): a
+#: reconnection postpones the deadline by this granularity.
+_WATCH_STEP = 1.0
+
+
+async def _watch_subscription(rec: PublicationRecord) -> None:
+    """Waits for ``rec.deadline``; if the track asked for has not arrived by
+    then (and the publication still exists), marks it not allowed and emits
+    ``TrackSubscriptionFailed`` through the room's event path (as a native
+    event would be). While the room reconnects or settles, the deadline
+    moves on: no subscription completes then."""
+    session: RoomSession = rec.session
+    try:
+        while True:
+            deadline = rec.deadline
+            if deadline is None or rec.track is not None or rec.handle.closed or not rec.desired:
+                return
+            now = time.monotonic()
+            if session.reconnecting_since is not None or session.settle_deadline is not None:
+                rec.deadline = deadline = max(deadline, now + SUBSCRIBE_TIMEOUT)
+            if deadline <= now:
+                break
+            await anyio.sleep(min(deadline - now, _WATCH_STEP))
+    finally:
+        rec.watching = False
+    rec.deadline = None
+    if session.closed or not session.handle.id or not rec.owner:
+        return
+    rec.allowed = False
+    event = ffi_pb2.FfiEvent()
+    event.room_event.room_handle = session.handle.id
+    failed = event.room_event.track_subscription_failed
+    failed.participant_identity = rec.owner
+    failed.track_sid = rec.info.sid
+    failed.error = (
+        f"not allowed: the track did not arrive within {SUBSCRIBE_TIMEOUT:g} s, so the "
+        "publisher's track subscription permissions refuse it (lkrtc_trio's inference: "
+        "the native core reports nothing)"
+    )
+    session.rt.dispatcher.on_event(event.SerializeToString())
 
 
 class Participant:
@@ -301,6 +597,7 @@ class LocalParticipant(Participant):
 
     __slots__ = (
         "_early_published",
+        "_early_subscribed",
         "_rpc_handlers",
         "_session",
         "_unpublished_first",
@@ -317,6 +614,8 @@ class LocalParticipant(Participant):
         self._early_published: set[str] = set()
         #: unpublish_track completions that came before their native event
         self._unpublished_first: set[str] = set()
+        #: LocalTrackSubscribed events that came before publish_track's completion
+        self._early_subscribed: set[str] = set()
         session.serve_rpc = self._serve_one
         session.refuse_rpc = self._refuse
 
@@ -350,7 +649,11 @@ class LocalParticipant(Participant):
         Raises:
             PublishDataError: the packet would exceed ``MAX_DATA_BYTES`` (see
                 there; nothing is sent and the data channel stays usable), or
-                sending failed.
+                sending failed. A send that fails because the link went down
+                under it (the room starts reconnecting then, or within
+                ``RECONNECT_GRACE``, 1 s) is not an error when no later call
+                went out meanwhile: the packet is sent again once the room is
+                back, in its place among the calls held while it reconnects.
             TypeError: a payload, topic or identity of the wrong type.
             RoomClosedError: the room is closed.
             RoomDisconnectedError: the room ended while the call waited (for
@@ -401,22 +704,38 @@ class LocalParticipant(Participant):
             msg.topic = topic
         if identities:
             msg.destination_identities.extend(identities)
-        # Lent without a copy; the dispatcher holds the pin until the
-        # completion arrives, even if this call is cancelled.
-        pin, msg.data_ptr = rt.pin(data) if size else (None, 0)
-        if not reliable:
-            cb = await session.request(req, "publish_data", pin=pin)
-            if cb.error:
-                raise PublishDataError(str(cb.error))
-            return None
-        seq = session.ledger.begin()
+        seq = session.ledger.begin() if reliable else None
+        order = session.next_order()  # a packet sent again keeps its place
         try:
-            cb = await session.request(req, "publish_data", pin=pin)
+            for attempt in (1, 2):
+                # Lent without a copy; the dispatcher holds the pin until the
+                # completion arrives, even if this call is cancelled.
+                pin, msg.data_ptr = rt.pin(data) if size else (None, 0)
+                episode = session.episodes
+                cb = await session.request(req, "publish_data", pin=pin, order=order)
+                if not cb.error:
+                    return seq
+                # The link failed under the packet (the native core may
+                # report it before its Reconnecting event): send it again,
+                # held until the room is back, instead of failing a call that
+                # the reconnection would have held; but only if no later
+                # packet went out meanwhile (reliable packets stay in order).
+                if (
+                    attempt == 1
+                    and await session.failed_by_reconnect(episode)
+                    and not session.sent_after(order)  # (in order, or not at all)
+                ):
+                    log.info(
+                        "publish_data failed as the room began reconnecting (%s); "
+                        "it is sent again once the room is back",
+                        cb.error,
+                    )
+                    continue
+                raise PublishDataError(str(cb.error))
+            raise AssertionError("unreachable")
         finally:
-            session.ledger.accepted(seq, time.monotonic())
-        if cb.error:
-            raise PublishDataError(str(cb.error))
-        return seq
+            if seq is not None:
+                session.ledger.accepted(seq, time.monotonic())
 
     # -- data streams ------------------------------------------------------------------
     async def send_text(
@@ -808,7 +1127,12 @@ class LocalParticipant(Participant):
             raise PublishTrackError(str(cb.error))
         info = type(cb.publication.info)()
         info.CopyFrom(cb.publication.info)
-        rec = PublicationRecord(rt.own(cb.publication.handle.id, "local_publication"), info, track)
+        rec = PublicationRecord(
+            rt.own(cb.publication.handle.id, "local_publication"), info, track, session=session
+        )
+        if info.sid in self._early_subscribed:  # someone subscribed already
+            self._early_subscribed.discard(info.sid)
+            rec.subscribed_once = True
         pub = LocalTrackPublication(rec)
         self._rec.publications[pub.sid] = rec
         track._published_as(pub.sid)
@@ -861,11 +1185,24 @@ class LocalParticipant(Participant):
         pub: LocalTrackPublication = rec.view
         return pub
 
+    def _track_subscribed(self, sid: str) -> None:
+        """The native LocalTrackSubscribed event: wakes the publication's
+        ``wait_for_subscription`` calls (or, before publish_track has seen its
+        completion, lets it know)."""
+        rec = self._rec.publications.get(sid)
+        if rec is None:
+            self._early_subscribed.add(sid)
+            return
+        rec.subscribed_once = True
+        if rec.first_subscription is not None:
+            rec.first_subscription.set()
+
     def _track_unpublished(self, sid: str) -> LocalTrackPublication | None:
         """The native LocalTrackUnpublished event: the publication to report
         (released), or None when unpublish_track's completion came first and
         reported it already."""
         self._early_published.discard(sid)  # a cancelled publish, undone
+        self._early_subscribed.discard(sid)
         if sid in self._unpublished_first:
             self._unpublished_first.discard(sid)
             return None
@@ -875,6 +1212,74 @@ class LocalParticipant(Participant):
         release_publication(rec, remote=False)
         pub: LocalTrackPublication = rec.view
         return pub
+
+    async def set_track_subscription_permissions(
+        self,
+        *,
+        allow_all_participants: bool = True,
+        participant_permissions: Sequence[ParticipantTrackPermission] = (),
+    ) -> None:
+        """Sets who may subscribe to your tracks: everyone
+        (``allow_all_participants``, the default and the server's initial
+        rule; ``participant_permissions`` is then ignored), or only the
+        participants in ``participant_permissions``, each to all your tracks
+        or to the tracks it names. The rule replaces the previous one and
+        applies to tracks published later too; the native core keeps it and
+        sends it again after a reconnection.
+
+        A participant that is not allowed still sees your publications
+        (``TrackPublished``), but its subscriptions do not arrive (an
+        lkrtc_trio subscriber reports ``TrackSubscriptionFailed`` after
+        ``SUBSCRIBE_TIMEOUT``); they arrive once you allow it. Withdrawing a
+        permission from a participant already subscribed stops its media
+        (its native core reports nothing).
+
+        Raises:
+            TypeError: ``allow_all_participants`` is not a bool, or
+                ``participant_permissions`` is not a sequence of
+                :class:`ParticipantTrackPermission`.
+            ValueError: the same identity twice.
+            RoomClosedError: the room is closed (``RoomDisconnectedError`` /
+                ``NativePanicError`` when something else ended it).
+            NativeError: the native core refused it.
+
+        Cancellation: the rule is sent after the call's only checkpoint, all
+        at once: a cancelled call sent nothing.
+        """
+        if not isinstance(allow_all_participants, bool):
+            raise TypeError(
+                "allow_all_participants must be a bool, not "
+                f"{type(allow_all_participants).__name__}"
+            )
+        if isinstance(participant_permissions, (str, bytes)) or not isinstance(
+            participant_permissions, Sequence
+        ):
+            raise TypeError(
+                "participant_permissions must be a sequence of ParticipantTrackPermission"
+            )
+        seen: set[str] = set()
+        for perm in participant_permissions:
+            if not isinstance(perm, ParticipantTrackPermission):
+                raise TypeError(
+                    "participant_permissions must hold ParticipantTrackPermission, not "
+                    f"{type(perm).__name__}"
+                )
+            if perm.participant_identity in seen:
+                raise ValueError(f"{perm.participant_identity!r} is given twice")
+            seen.add(perm.participant_identity)
+        await anyio.lowlevel.checkpoint()
+        session = self._session
+        session.check_open()
+        req = ffi_pb2.FfiRequest()
+        msg = req.set_track_subscription_permissions
+        msg.local_participant_handle = self._rec.handle.id
+        msg.all_participants_allowed = allow_all_participants
+        for perm in participant_permissions:
+            out = msg.permissions.add()
+            out.participant_identity = perm.participant_identity
+            out.allow_all = perm.allow_all
+            out.allowed_track_sids.extend(perm.allowed_track_sids)
+        session.rt.request(req)
 
     # -- metadata, name, attributes -----------------------------------------------
     async def set_metadata(self, metadata: str) -> None:

@@ -29,13 +29,37 @@ __all__ = [
 @dataclass(eq=False, slots=True)
 class PublicationRecord:
     """A track publication: its native handle, its ``TrackPublicationInfo``,
-    its track (a remote one once subscribed; a local one from the start) and
-    its public view."""
+    its track (a remote one once subscribed; a local one from the start), its
+    public view, and its room's session (for the view's requests).
+
+    A remote one also keeps its publisher's identity (``owner``) and its
+    subscription state: ``desired`` (wanted, as far as lkrtc_trio knows),
+    ``allowed`` (False once a wanted subscription did not arrive in time: not
+    allowed), ``enabled`` (the subscribed track's, as last set), ``deadline``
+    (the ``time.monotonic()`` by which a wanted track counts as not allowed;
+    None: nothing awaited) and ``watching`` (a task watches that deadline).
+
+    A local one keeps whether a remote participant ever subscribed to it
+    (``subscribed_once``) and, while ``wait_for_subscription`` calls wait,
+    their event and their count (``first_subscription``, ``waiters``).
+    """
 
     handle: OwnedHandle
     info: Any
     track: Any = None
     view: Any = None
+    session: Any = None
+    # remote publications
+    owner: str = ""  # the publishing participant's identity
+    desired: bool = False
+    allowed: bool = True
+    enabled: bool = True
+    deadline: float | None = None
+    watching: bool = False
+    # local publications
+    subscribed_once: bool = False
+    first_subscription: Any = None
+    waiters: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -53,12 +77,16 @@ class ParticipantRecord:
 
 def release_publication(rec: PublicationRecord, *, remote: bool) -> None:
     """Releases a publication's handle, and a remote publication's track (its
-    streams end). A local track stays its owner's to close."""
+    streams end). A local track stays its owner's to close. Wakes the
+    ``wait_for_subscription`` calls of a local one (they raise)."""
     if remote:
         track, rec.track = rec.track, None
         if track is not None:
             track._release()
+    rec.deadline = None
     rec.handle.close()
+    if rec.first_subscription is not None:
+        rec.first_subscription.set()
 
 
 def release_participant(rec: ParticipantRecord, *, remote: bool) -> None:

@@ -35,7 +35,7 @@ from ._datastream import (
     TextStreamReader,
 )
 from ._dispatch import owned_handle_ids
-from ._e2ee import E2EEOptions
+from ._e2ee import E2EEManager, E2EEOptions
 from ._errors import (
     ConnectError,
     EventOverflowError,
@@ -55,12 +55,11 @@ from ._records import ParticipantRecord, copy_message
 from ._runtime import Runtime, get_runtime
 from ._session import RoomSession
 from ._state import RoomState
+from ._stats import RtcStat, RtcStats, StatsReports
 from ._types import (
     ConnectionState,
     DisconnectReason,
     RoomInfo,
-    RtcStat,
-    RtcStats,
     SimulateScenario,
 )
 
@@ -325,7 +324,7 @@ class Room(metaclass=NoPublicConstructor):
         local_handle = rt.own(lp.handle.id, "local_participant")
         local_rec = ParticipantRecord(local_handle, copy_message(lp.info))
         local = LocalParticipant(local_rec, session)
-        self._state = RoomState(rt, result, local)
+        self._state = RoomState(rt, result, local, auto_subscribe=options.auto_subscribe)
         self._check_announced()
         session.on_local_published = lambda pub: self._emit(
             ev.LocalTrackPublished(publication=pub, participant=local)
@@ -337,6 +336,7 @@ class Room(metaclass=NoPublicConstructor):
         #: identity -> [its arrival event, how many wait_for_participant wait on it]
         self._arrivals: dict[str, list[Any]] = {}
         self._sink_keys = (session.handle.id, local_rec.handle.id)
+        self._e2ee_manager = E2EEManager._create(session, options.encryption)
 
     # -- public state ----------------------------------------------------------------
     @property
@@ -394,6 +394,13 @@ class Room(metaclass=NoPublicConstructor):
     def remote_participants(self) -> Mapping[str, RemoteParticipant]:
         """A copy of the other participants, by identity."""
         return self._state.remote_participants()
+
+    @property
+    def e2ee_manager(self) -> E2EEManager:
+        """End-to-end encryption: the key provider and the frame cryptors
+        (``key_provider`` None and ``enabled`` False without
+        ``RoomOptions.encryption``)."""
+        return self._e2ee_manager
 
     def isconnected(self) -> bool:
         """True while connected or reconnecting; False for good once closed or
@@ -522,7 +529,11 @@ class Room(metaclass=NoPublicConstructor):
             await self._shutdown()
 
     async def get_rtc_stats(self) -> RtcStats:
-        """WebRTC statistics of the room's peer connections.
+        """WebRTC statistics of the room's peer connections: typed reports
+        (:class:`~lkrtc_trio.OutboundRtpStats`, :class:`~lkrtc_trio.CandidatePairStats`...)
+        of the publisher and of the subscriber; ``stats.of_type(cls)`` picks
+        one kind, ``stats.all_stats.summary()`` sums them up. With a single
+        peer connection (the default) every report is in ``publisher_stats``.
 
         Raises:
             RoomClosedError / RoomDisconnectedError: the room is not connected.
@@ -536,8 +547,10 @@ class Room(metaclass=NoPublicConstructor):
         if cb.error:
             raise NativeError(f"get_rtc_stats failed: {cb.error}")
         return RtcStats(
-            publisher_stats=tuple(RtcStat._from_proto(x) for x in cb.result.publisher_stats),
-            subscriber_stats=tuple(RtcStat._from_proto(x) for x in cb.result.subscriber_stats),
+            publisher_stats=StatsReports(RtcStat._from_proto(x) for x in cb.result.publisher_stats),
+            subscriber_stats=StatsReports(
+                RtcStat._from_proto(x) for x in cb.result.subscriber_stats
+            ),
         )
 
     async def simulate_scenario(self, scenario: SimulateScenario) -> None:

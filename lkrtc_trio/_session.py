@@ -10,6 +10,7 @@ plain callables.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -34,6 +35,9 @@ log = logging.getLogger("lkrtc_trio.room")
 #: seconds after ``Reconnected`` that the room waits for the participants that
 #: were there before to rejoin, before it reports what may have been lost
 SETTLE_LIMIT = 10.0
+#: seconds a failed call waits for a ``Reconnecting`` event that would
+#: explain its failure (and have it sent again once the room is back)
+RECONNECT_GRACE = 1.0
 
 Invocation = tuple[int, RpcInvocationData]
 Job = tuple[Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]
@@ -49,10 +53,11 @@ def _ignore(_: Any) -> None:
 class _Deferred:
     """A call held while the room reconnects."""
 
-    __slots__ = ("error", "field", "pin", "ready", "req", "submitted", "waiting")
+    __slots__ = ("error", "field", "order", "pin", "ready", "req", "submitted", "waiting")
 
-    def __init__(self, req: Any, field: str, pin: Any, ready: Any) -> None:
+    def __init__(self, req: Any, field: str, pin: Any, ready: Any, order: int) -> None:
         self.req = req
+        self.order = order
         self.field = field
         self.pin = pin
         self.ready = ready
@@ -82,6 +87,8 @@ class RoomSession:
         self.reconnecting_since: float | None = None
         #: ``time.monotonic()`` by which a reconnected room counts as settled
         self.settle_deadline: float | None = None
+        #: how many times the room started reconnecting
+        self.episodes = 0
         # replaced from the dispatcher (outside any task): the loop's own
         # event class, which works there on asyncio too (anyio's does not)
         self._reconnect_changed: Any = rt.dispatcher.new_event()
@@ -110,6 +117,9 @@ class RoomSession:
         self.streams = StreamRouter(self, stream_buffer_limit)
         #: calls held while reconnecting, in call order
         self._deferred: deque[_Deferred] = deque()
+        self._orders = itertools.count()
+        #: the latest place in call order handed to the native core
+        self._last_sent = -1
         #: async ids of this room's calls whose callers gave up before the answer
         self._abandoned: set[int] = set()
         #: cancel scopes of calls waiting in request(), ended with the room
@@ -124,8 +134,23 @@ class RoomSession:
         #: the room's reaction when a reconnected room's settle deadline passed
         self.on_settled: Callable[[], None] | None = None
 
+    def next_order(self) -> int:
+        """A new call's place in call order (see :meth:`request`)."""
+        return next(self._orders)
+
+    def sent_after(self, order: int) -> bool:
+        """Whether a call made after the one at ``order`` was handed to the
+        native core already (sending that one again would reorder them)."""
+        return self._last_sent > order
+
     async def request(
-        self, req: Any, field: str, *, reaper: Reaper | None = None, pin: Any = None
+        self,
+        req: Any,
+        field: str,
+        *,
+        reaper: Reaper | None = None,
+        pin: Any = None,
+        order: int | None = None,
     ) -> Any:
         """``Runtime.request_async``, bound to the room's life: if the room is
         closed (by you) or ends (server, network, panic) while the call waits,
@@ -136,7 +161,9 @@ class RoomSession:
 
         While the room is reconnecting or settling the request is held here,
         not sent: it goes out, in call order, when the room has settled, or
-        never (the room ended; ``pin`` is released then).
+        never (the room ended; ``pin`` is released then). ``order``: the
+        call's place in that order, from :meth:`next_order` (a call sent
+        again keeps its first place); None: a new call, last.
 
         Raises:
             RoomClosedError, RoomDisconnectedError, NativePanicError: as above,
@@ -149,6 +176,8 @@ class RoomSession:
             if pin is not None:
                 self.rt.unpin(pin)
             raise
+        if order is None:
+            order = self.next_order()
         scope = anyio.CancelScope()
         self._calls.add(scope)
         deferred: _Deferred | None = None
@@ -158,11 +187,19 @@ class RoomSession:
             with scope:
                 if self.reconnecting_since is None and self.settle_deadline is None:
                     submitted = self.rt.submit(req, field, pin=pin)
+                    self._last_sent = max(self._last_sent, order)
                 else:
                     # Held here, not in the native core, until the room is
                     # back and settled (sent then, in call order) or ends.
-                    deferred = _Deferred(req, field, pin, self.rt.dispatcher.new_event())
-                    self._deferred.append(deferred)
+                    deferred = _Deferred(req, field, pin, self.rt.dispatcher.new_event(), order)
+                    held = self._deferred
+                    if held and held[-1].order > order:
+                        # sent again: before the calls made after it
+                        held.insert(
+                            next(i for i, e in enumerate(held) if e.order > order), deferred
+                        )
+                    else:
+                        held.append(deferred)
                     await deferred.ready.wait()
                     if deferred.error is not None:
                         raise deferred.error
@@ -212,6 +249,7 @@ class RoomSession:
                 entry.submitted = self.rt.submit(
                     entry.req, entry.field, pin=entry.pin, attach=False
                 )
+                self._last_sent = max(self._last_sent, entry.order)
             except BaseException as exc:  # the caller raises it
                 entry.error = exc
             entry.ready.set()
@@ -228,6 +266,31 @@ class RoomSession:
         stop waiting (each raises the room's error)."""
         for scope in list(self._calls):
             scope.cancel()
+
+    async def wait_for(self, event: Any) -> None:
+        """Waits for ``event`` (an ``anyio.Event``), bound to the room's life
+        as :meth:`request` is: if the room is closed or ends first, raises
+        that at once.
+
+        Raises:
+            RoomClosedError, RoomDisconnectedError, NativePanicError: as
+                :meth:`check_open`, also when the room is not open to begin
+                with.
+
+        Cancellation: returns at once; nothing stays registered.
+        """
+        self.check_open()
+        scope = anyio.CancelScope()
+        self._calls.add(scope)
+        try:
+            with scope:
+                await event.wait()
+                return
+        finally:
+            self._calls.discard(scope)
+        # only reached when end_calls() cancelled the scope
+        self.check_open()
+        raise RoomClosedError("the room closed while the call was waiting")
 
     def check_open(self) -> None:
         """Raises:
@@ -301,6 +364,8 @@ class RoomSession:
         until then."""
         now = time.monotonic()
         if reconnecting:
+            if self.reconnecting_since is None:
+                self.episodes += 1
             self.reconnecting_since = self.reconnecting_since or now
             self.settle_deadline = None
             self.ledger.reconnecting(now)
@@ -319,6 +384,17 @@ class RoomSession:
         at_risk = self.ledger.settled(time.monotonic(), missing)
         self.send_deferred()
         return at_risk
+
+    async def failed_by_reconnect(self, episode: int) -> bool:
+        """A call sent when ``episodes`` was ``episode`` failed: True if the
+        room has started reconnecting since, waiting up to
+        ``RECONNECT_GRACE`` seconds for the ``Reconnecting`` event (the native
+        core can fail a call, its link already gone, before it reports the
+        reconnection). False, without waiting, once the room has ended."""
+        with anyio.move_on_after(RECONNECT_GRACE):
+            while self.episodes == episode and not self.ended.is_set():
+                await self._reconnect_changed.wait()
+        return self.episodes != episode and not self.ended.is_set()
 
     def _wake_watcher(self) -> None:
         changed, self._reconnect_changed = self._reconnect_changed, self.rt.dispatcher.new_event()

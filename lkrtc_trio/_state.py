@@ -24,6 +24,7 @@ from ._participant import (
     RemoteParticipant,
     RemoteTrackPublication,
     TranscriptionSegment,
+    expect_subscription,
 )
 from ._records import (
     ParticipantRecord,
@@ -55,13 +56,27 @@ class RoomState:
     """Room info, the local participant, remote participants by identity, and
     the connection state, as the native events describe them."""
 
-    def __init__(self, ledger: Runtime, result: Any, local: LocalParticipant) -> None:
+    def __init__(
+        self,
+        ledger: Runtime,
+        result: Any,
+        local: LocalParticipant,
+        *,
+        auto_subscribe: bool | None = None,
+    ) -> None:
         """Args:
         ledger: the runtime: adopts and releases handles, reads payloads.
         result: the ``connect`` completion's result (room info, remotes).
         local: the local participant (built on ``result.local_participant``).
+        auto_subscribe: the room's ``RoomOptions.auto_subscribe``, or None
+            when not known: then a remote track counts as asked for only once
+            ``set_subscribed(True)`` asked for it or it arrived (with True,
+            from its ``TrackPublished`` on, and its arrival is watched).
         """
         self._ledger = ledger
+        #: the room's session (a stand-in in sans-I/O tests), for the views' calls
+        self._session: Any = local._session
+        self.auto_subscribe = auto_subscribe
         self.info = copy_message(result.room.info)
         self.local: LocalParticipant = local
         self._local_rec: ParticipantRecord = local._rec
@@ -70,7 +85,7 @@ class RoomState:
         for pt in result.participants:
             rec = self._new_remote(pt.participant)
             for owned in pt.publications:
-                pub = self._new_publication(owned)
+                pub = self._new_publication(owned, str(rec.info.identity))
                 rec.publications[pub.info.sid] = pub
         self._handlers: dict[str, Callable[[Any], ev.RoomEvent | None]] = {
             "participant_connected": self._participant_connected,
@@ -96,7 +111,7 @@ class RoomState:
             "track_unsubscribed": self._track_unsubscribed,
             "data_packet_received": self._data_packet,
             "transcription_received": self._transcription,
-            "local_track_subscribed": lambda m: ev.LocalTrackSubscribed(track_sid=str(m.track_sid)),
+            "local_track_subscribed": self._local_track_subscribed,
             "e2ee_state_changed": lambda m: ev.E2eeStateChanged(
                 participant=self.participant(m.participant_identity),
                 state=EncryptionState(m.state),
@@ -176,10 +191,18 @@ class RoomState:
         self.remote[str(rec.info.identity)] = rec
         return rec
 
-    def _new_publication(self, owned: Any) -> PublicationRecord:
+    def _new_publication(self, owned: Any, owner: str) -> PublicationRecord:
         handle = self._ledger.own(owned.handle.id, "publication")
-        rec = PublicationRecord(handle, copy_message(owned.info))
+        rec = PublicationRecord(
+            handle,
+            copy_message(owned.info),
+            session=self._session,
+            owner=owner,
+            desired=self.auto_subscribe is True,
+        )
         RemoteTrackPublication(rec)
+        if rec.desired:
+            expect_subscription(rec)
         return rec
 
     def _record(self, identity: str) -> ParticipantRecord | None:
@@ -210,7 +233,7 @@ class RoomState:
         if rec is None:
             self.release_unadopted(m)
             return None
-        pub = self._new_publication(m.publication)
+        pub = self._new_publication(m.publication, str(m.participant_identity))
         old = rec.publications.pop(pub.info.sid, None)
         if old is not None:
             release_publication(old, remote=True)
@@ -351,6 +374,10 @@ class RoomState:
             return None
         return ev.LocalTrackPublished(publication=pub, participant=self.local)
 
+    def _local_track_subscribed(self, m: Any) -> ev.RoomEvent | None:
+        self.local._track_subscribed(str(m.track_sid))
+        return ev.LocalTrackSubscribed(track_sid=str(m.track_sid))
+
     def _local_track_unpublished(self, m: Any) -> ev.RoomEvent | None:
         pub = self.local._track_unpublished(str(m.publication_sid))
         if pub is None:
@@ -368,6 +395,10 @@ class RoomState:
             pub.track._release()
         track = remote_track(self._ledger, m.track)
         pub.track = track
+        # it arrived: asked for (auto-subscription), allowed, enabled (the
+        # native core enables every track it adds)
+        pub.desired = pub.allowed = pub.enabled = True
+        pub.deadline = None
         return ev.TrackSubscribed(track=track, publication=pub.view, participant=rec.view)
 
     def _track_unsubscribed(self, m: Any) -> ev.RoomEvent | None:
@@ -417,11 +448,18 @@ class RoomState:
         )
 
     def _subscription_failed(self, m: Any) -> ev.RoomEvent | None:
+        """A native failure, or lkrtc_trio's own (a track asked for did not
+        arrive in time: see ``_participant._watch_subscription``, which
+        marked the publication not allowed before sending it this way)."""
         rec = self.remote.get(m.participant_identity)
         if rec is None:
             return None
+        pub = rec.publications.get(m.track_sid)
         return ev.TrackSubscriptionFailed(
-            participant=rec.view, track_sid=str(m.track_sid), error=str(m.error)
+            participant=rec.view,
+            track_sid=str(m.track_sid),
+            error=str(m.error),
+            publication=None if pub is None else pub.view,
         )
 
     def _participant_active(self, m: Any) -> ev.RoomEvent | None:

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from ._errors import ResourceClosedError
+from ._errors import NativeError, ResourceClosedError
 from ._proto import ffi_pb2
 from ._runtime import OwnedHandle, Runtime, get_runtime
+from ._stats import RtcStat, StatsReports
 
 if TYPE_CHECKING:
     from ._audio import AudioSource
@@ -146,6 +147,31 @@ class Track:
     @property
     def closed(self) -> bool:
         return self._handle.closed
+
+    async def get_stats(self) -> StatsReports:
+        """WebRTC statistics of this track: typed reports
+        (:class:`~lkrtc_trio.OutboundRtpStats` for a published local track,
+        :class:`~lkrtc_trio.InboundRtpStats` for a remote one, plus their
+        codec, media source, remote RTCP, transport and candidate reports),
+        in a tuple: ``reports.of_type(OutboundRtpStats)`` picks a kind,
+        ``reports.summary()`` sums up bytes, packets, loss, jitter and RTT.
+
+        Raises:
+            ResourceClosedError: the track is closed (or was released).
+            NativeError: the native core could not collect them, e.g. for a
+                local track that is not published.
+
+        Cancellation: returns at once; the native collection cannot be
+        stopped, its late answer is dropped and nothing stays pending.
+        """
+        if self._handle.closed:
+            raise ResourceClosedError("the track is closed")
+        req = ffi_pb2.FfiRequest()
+        req.get_stats.track_handle = self._handle.id
+        cb = await self._rt.request_async(req, "get_stats")
+        if cb.HasField("error"):
+            raise NativeError(f"get_stats failed: {cb.error}")
+        return StatsReports(RtcStat._from_proto(s) for s in cb.stats)
 
     def _add_stream(self, stream: Any) -> None:
         """A media stream reads this track: it is ended when the track is released."""

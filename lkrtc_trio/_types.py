@@ -9,8 +9,8 @@ server, say) becomes a member named ``UNKNOWN_<value>`` instead of an error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, final
 
@@ -25,10 +25,11 @@ __all__ = [
     "ParticipantKindDetail",
     "ParticipantPermission",
     "ParticipantState",
+    "ParticipantTrackPermission",
     "RoomInfo",
-    "RtcStat",
-    "RtcStats",
     "SimulateScenario",
+    "SubscriptionStatus",
+    "VideoQuality",
 ]
 
 
@@ -217,42 +218,14 @@ class ChatMessage:
         )
 
 
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RtcStat:
-    """One WebRTC statistics report: its ``type`` (``"inbound_rtp"``,
-    ``"outbound_rtp"``, ``"candidate_pair"``, ``"codec"``, ...) and its values,
-    flattened to plain Python values (``"inbound.packets_received"``...)."""
-
-    type: str
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def _from_proto(cls, msg: Any) -> RtcStat:
-        kind = msg.WhichOneof("stats") or ""
-        values: dict[str, Any] = {}
-        if kind:
-            _flatten(getattr(msg, kind), "", values)
-        return cls(type=kind, values=values)
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RtcStats:
-    """WebRTC statistics of the room's two peer connections."""
-
-    publisher_stats: tuple[RtcStat, ...] = ()
-    subscriber_stats: tuple[RtcStat, ...] = ()
-
-
 def _flatten(msg: Any, prefix: str, out: dict[str, Any]) -> None:
     for desc, value in msg.ListFields():
         key = prefix + desc.name
         if desc.message_type is not None:
-            if desc.is_repeated:
+            if desc.message_type.GetOptions().map_entry:  # before is_repeated: maps are both
+                out[key] = {k: _plain(v) for k, v in value.items()}
+            elif desc.is_repeated:
                 out[key] = tuple(plain_fields(v) for v in value)
-            elif desc.message_type.GetOptions().map_entry:
-                out[key] = dict(value)
             else:
                 _flatten(value, key + ".", out)
         elif desc.is_repeated:
@@ -261,9 +234,93 @@ def _flatten(msg: Any, prefix: str, out: dict[str, Any]) -> None:
             out[key] = value
 
 
+def _plain(value: Any) -> Any:
+    """A map value: a message as its plain fields, a scalar as is."""
+    return plain_fields(value) if hasattr(value, "ListFields") else value
+
+
 def plain_fields(msg: Any) -> dict[str, Any]:
     """A protobuf message's set fields as plain Python values (nested messages
     flattened to dotted keys)."""
     out: dict[str, Any] = {}
     _flatten(msg, "", out)
     return out
+
+
+# -- subscriptions and track permissions ---------------------------------------
+
+
+class VideoQuality(IntEnum):
+    """The simulcast layer to receive of a remote video track (the native
+    values, the official SDK's names); see
+    ``RemoteTrackPublication.set_video_quality``."""
+
+    VIDEO_QUALITY_LOW = 0
+    VIDEO_QUALITY_MEDIUM = 1
+    VIDEO_QUALITY_HIGH = 2
+
+
+class SubscriptionStatus(IntEnum):
+    """Where a remote publication's subscription stands (lkrtc_trio's own
+    values: the JS SDK's ``SubscriptionStatus`` plus ``NOT_ALLOWED``); see
+    ``RemoteTrackPublication.subscription_status``.
+
+    Attributes:
+        UNSUBSCRIBED: not wanted (``set_subscribed(False)``, or never asked
+            for in a room without auto-subscription).
+        DESIRED: wanted; the track has not arrived yet.
+        SUBSCRIBED: the track is here (``publication.track``).
+        NOT_ALLOWED: wanted, but the server did not deliver it within
+            ``SUBSCRIBE_TIMEOUT`` seconds: the publisher's track subscription
+            permissions do not allow it (``TrackSubscriptionFailed`` was
+            emitted). Becomes ``SUBSCRIBED`` if the publisher allows it later.
+    """
+
+    UNSUBSCRIBED = 0
+    DESIRED = 1
+    SUBSCRIBED = 2
+    NOT_ALLOWED = 3
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ParticipantTrackPermission:
+    """Which of your tracks one participant may subscribe to (see
+    ``LocalParticipant.set_track_subscription_permissions``).
+
+    Attributes:
+        participant_identity: the participant it applies to.
+        allow_all: every track of yours, present and future (takes
+            precedence over ``allowed_track_sids``).
+        allowed_track_sids: these tracks only (``TR_...`` sids; kept as a
+            tuple).
+
+    Raises:
+        TypeError: a field of the wrong type (``allowed_track_sids`` given as
+            a bare str included).
+        ValueError: an empty identity, or a track sid that is not ``TR_...``.
+    """
+
+    participant_identity: str
+    allow_all: bool = False
+    allowed_track_sids: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.participant_identity, str):
+            raise TypeError(
+                "participant_identity must be a str, not "
+                f"{type(self.participant_identity).__name__}"
+            )
+        if not self.participant_identity:
+            raise ValueError("participant_identity must not be empty")
+        if not isinstance(self.allow_all, bool):
+            raise TypeError(f"allow_all must be a bool, not {type(self.allow_all).__name__}")
+        sids = self.allowed_track_sids
+        if isinstance(sids, (str, bytes)) or not isinstance(sids, Sequence):
+            raise TypeError("allowed_track_sids must be a sequence of track sids, not a str")
+        for sid in sids:
+            if not isinstance(sid, str):
+                raise TypeError(f"track sids must be str, not {type(sid).__name__}")
+            if not sid.startswith("TR_") or len(sid) <= 3:
+                raise ValueError(f"{sid!r} is not a track sid ('TR_...')")
+        object.__setattr__(self, "allowed_track_sids", tuple(sids))

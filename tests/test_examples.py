@@ -33,6 +33,7 @@ SUCCESS = {
     "chat.py": "chat example: everything as expected",
     "data.py": "data example: everything as expected",
     "demo.py": "demo finished OK",
+    "e2ee.py": "e2ee example: everything as expected",
     "rpc.py": "rpc example: every outcome as expected",
 }
 

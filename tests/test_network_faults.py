@@ -253,8 +253,13 @@ def test_simulated_faults_recover(kind: str) -> None:
         assert recovered(sender), (backend, sender)
         assert first(out, "sender", "Reconnected") < 20.0  # seen up to 15.4 s
         assert out["end"]["reconnected"], backend
+        # Only a packet the native core had in flight at the fault may fail
+        # (its first reconnect attempt failed, and the later packets it held
+        # went out: sending it again would reorder them); never silently.
         failed = [s for s in out["sent"] if s[2] != "ok"]
-        assert not failed, (backend, failed, out["stderr"][-3000:])
+        why = [line for line in out["stderr"].splitlines() if line.startswith("call ")]
+        assert len(failed) <= 1, (backend, failed, why)
+        assert all(o == "PublishDataError" and abs(t) < 0.5 for t, _, o, _ in failed), why
         check_data(out)
         check_nothing_left(out)
 

@@ -40,9 +40,7 @@ def fake() -> Iterator[tuple[Runtime, FakeBackend]]:
     yield Runtime(backend), backend
 
 
-def make_room(
-    rt: Runtime, options: lk.RoomOptions | None = None, state: int = ACTIVE
-) -> Room:
+def make_room(rt: Runtime, options: lk.RoomOptions | None = None, state: int = ACTIVE) -> Room:
     ev = ffi_pb2.FfiEvent()
     res = ev.connect.result
     res.room.handle.id = ROOM
@@ -137,6 +135,7 @@ async def test_cancelled_wait_for_participant_leaves_no_entry(
         deliver(rt, room_event(joined))
     assert results == ["bob"]
     assert room._arrivals == {}
+
     async def wait_carol() -> None:
         with anyio.move_on_after(0.05):
             await room.wait_for_participant("carol")
@@ -508,6 +507,122 @@ async def test_calls_made_while_reconnecting_wait_then_go_in_call_order(
             lost = got[-1]
             assert isinstance(lost, lk.ReliableDataMayBeLost)
             assert (lost.first_sequence, lost.last_sequence, lost.count) == (1, 1, 1)
+            tg.cancel_scope.cancel()
+    await room.disconnect()
+
+
+def failed(field: str, async_id: int, error: str) -> bytes:
+    def build(ev: Any) -> None:
+        getattr(ev, field).async_id = async_id
+        getattr(ev, field).error = error
+
+    return event_bytes(build)
+
+
+@pytest.mark.parametrize("reconnect_first", [False, True])
+async def test_a_send_failed_by_the_link_going_down_is_sent_again_once_back(
+    fake: tuple[Runtime, FakeBackend], reconnect_first: bool
+) -> None:
+    """The native core fails a publish_data whose link just went down, before
+    (or after) it reports Reconnecting: the call does not fail, the packet is
+    held and sent again once the room is back, under its sequence number."""
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.1))
+    lp = room.local_participant
+    results: list[Any] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(room._session.run_services)
+
+            async def send(topic: str) -> None:
+                results.append((topic, await lp.publish_data(b"x", topic=topic)))
+
+            tg.start_soon(send, "cut")
+            await anyio.wait_all_tasks_blocked()
+            [(_, first)] = [(w, a) for w, a in backend.sent if w == "publish_data"]
+            if reconnect_first:
+                deliver(rt, room_event(reconnecting))
+                tg.start_soon(send, "later")  # made after "cut": held
+                await anyio.wait_all_tasks_blocked()
+            deliver(rt, failed("publish_data", first, "engine: connection error"))
+            await anyio.wait_all_tasks_blocked()
+            if not reconnect_first:
+                deliver(rt, room_event(reconnecting))  # within RECONNECT_GRACE
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(send, "later")
+                await anyio.wait_all_tasks_blocked()
+            assert sent_topics(backend) == ["cut"]  # held while reconnecting
+            assert results == []
+            deliver(rt, room_event(reconnected))
+            # sent again in its place: before the call made after it
+            assert sent_topics(backend) == ["cut", "cut", "later"]
+            for which, async_id in backend.sent[-2:]:
+                deliver(rt, completion(which, async_id))
+            await anyio.wait_all_tasks_blocked()
+            assert sorted(results) == [("cut", 1), ("later", 2)]
+            tg.cancel_scope.cancel()
+    await room.disconnect()
+
+
+async def test_a_failed_send_is_not_sent_again_after_a_later_one(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """A later packet already reached the native core (which held it and will
+    send it once reconnected): sending the failed one again would reorder
+    them, so its call fails instead."""
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.1))
+    lp = room.local_participant
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(room._session.run_services)
+            later: list[Any] = []
+
+            async def send_later() -> None:
+                later.append(await lp.publish_data(b"x", topic="later"))
+
+            async def cut() -> None:
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(send_later)
+                await anyio.wait_all_tasks_blocked()
+                (_, first), (_, second) = [(w, a) for w, a in backend.sent if w == "publish_data"]
+                deliver(rt, room_event(reconnecting))
+                deliver(rt, failed("publish_data", first, "engine: connection error"))
+                deliver(rt, room_event(reconnected))
+                deliver(rt, completion("publish_data", second))
+
+            tg.start_soon(cut)
+            with pytest.raises(lk.PublishDataError, match="connection error"):
+                await lp.publish_data(b"x", topic="cut")
+            await anyio.wait_all_tasks_blocked()
+            assert sent_topics(backend) == ["cut", "later"]  # not sent again
+            assert later == [2]
+            tg.cancel_scope.cancel()
+    await room.disconnect()
+
+
+async def test_a_send_that_fails_with_no_reconnection_raises_after_the_grace(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.1))
+    lp = room.local_participant
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(room._session.run_services)
+
+            async def fail_it() -> None:
+                await anyio.wait_all_tasks_blocked()
+                [(_, first)] = [(w, a) for w, a in backend.sent if w == "publish_data"]
+                deliver(rt, failed("publish_data", first, "send buffer is full"))
+
+            tg.start_soon(fail_it)
+            start = anyio.current_time()
+            with pytest.raises(lk.PublishDataError, match="send buffer is full"):
+                await lp.publish_data(b"x", topic="t")
+            waited = anyio.current_time() - start
+            assert 0.9 < waited < 3.0, waited  # RECONNECT_GRACE, then the error
+            assert sent_topics(backend) == ["t"]  # not sent again
             tg.cancel_scope.cancel()
     await room.disconnect()
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,6 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +69,10 @@ DEFAULT_API_SECRET = "secret"
 
 _GO_PACKAGE = "github.com/livekit/livekit-server/cmd/server"
 _LOG_TAIL_BYTES = 4000
+# Relay ports of LocalServer(turn=True): one allocation per peer connection
+# (two per participant) and a few spares, as livekit-server retries random
+# ports of the range when one is taken.
+_TURN_RELAY_PORTS = 32
 
 
 class ServerInstallError(RuntimeError):
@@ -328,6 +335,31 @@ def free_ports(host: str, count: int, kind: Literal["tcp", "udp"] = "tcp") -> li
         return ports
 
 
+def _free_udp_range(host: str, count: int, avoid: Sequence[int] = ()) -> tuple[int, int]:
+    """Return ``(first, last)`` of ``count`` consecutive UDP ports free on
+    ``host`` right now (and not in ``avoid``), for the TURN relays.
+
+    Raises:
+        OSError: No free range found.
+    """
+    rng = random.Random()
+    for _ in range(50):
+        # Below Linux's default ephemeral range (32768-60999), where clients'
+        # sockets would otherwise take relay ports.
+        first = rng.randrange(10000, 32768 - count)
+        if any(first <= p < first + count for p in avoid):
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + count):
+                    sock = stack.enter_context(socket.socket(_family(host), socket.SOCK_DGRAM))
+                    sock.bind((host, port))
+        except OSError:
+            continue
+        return first, first + count - 1
+    raise OSError(f"no {count} consecutive free UDP ports on {host}")
+
+
 def free_port(host: str, kind: Literal["tcp", "udp"] = "tcp") -> int:
     """Return a port that is free on ``host`` right now (bind to port 0).
 
@@ -358,6 +390,10 @@ class ServerInfo:
     udp_port: int
     api_key: str = DEFAULT_API_KEY
     api_secret: str = DEFAULT_API_SECRET
+    turn_port: int | None = None
+    """UDP port of the embedded TURN server (``LocalServer(turn=True)``), else None."""
+    turn_relay_ports: tuple[int, int] | None = None
+    """First and last UDP port the TURN server allocates relays from, else None."""
 
     @property
     def _netloc(self) -> str:
@@ -373,6 +409,15 @@ class ServerInfo:
     def http_url(self) -> str:
         """The HTTP (Twirp API) URL, ``http://host:port``."""
         return f"http://{self._netloc}"
+
+    @property
+    def turn_url(self) -> str | None:
+        """The embedded TURN server's URL, ``turn:host:port?transport=udp``
+        (what the server hands to clients in its join response), or None."""
+        if self.turn_port is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"turn:{host}:{self.turn_port}?transport=udp"
 
 
 _RUNNING: set[LocalServer] = set()
@@ -436,6 +481,12 @@ class LocalServer:
         binary: The server binary; None means :func:`install_server`.
         host: Address to bind and advertise; None means :func:`test_host`.
         extra_config: YAML appended to the generated ``--config-body``.
+        turn: Also run livekit-server's embedded TURN server, UDP only (no
+            TLS, so no certificate), on a free UDP port of the host, relaying
+            from a free range of UDP ports of the host, and allowed to relay
+            to the host's own (private or loopback) address; its URL and
+            per-participant credentials go to every client in the join
+            response. See :attr:`ServerInfo.turn_port`.
         start_timeout: Seconds to wait for ``GET /`` to answer 200.
         stop_timeout: Seconds to wait after SIGTERM before SIGKILL (a second
             SIGTERM, which livekit-server takes as "force", goes after 0.5 s).
@@ -449,6 +500,7 @@ class LocalServer:
         binary: Path | str | None = None,
         host: str | None = None,
         extra_config: str | None = None,
+        turn: bool = False,
         start_timeout: float = 30.0,
         stop_timeout: float = 5.0,
         log_dir: Path | str | None = None,
@@ -456,6 +508,7 @@ class LocalServer:
         self._binary = Path(binary) if binary is not None else None
         self._host = host
         self.extra_config = extra_config
+        self.turn = turn
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._log_dir = Path(log_dir) if log_dir is not None else None
@@ -508,6 +561,26 @@ class LocalServer:
         ]
         if info.host in ("127.0.0.1", "::1"):
             lines.append("  enable_loopback_candidate: true")
+        if info.turn_port is not None and info.turn_relay_ports is not None:
+            # UDP only: a tls_port (0 = none) would need a domain and a
+            # certificate. The relays send to the SFU on the host's own
+            # address, a "restricted" (private/loopback) peer that the TURN
+            # server refuses unless allowed. Clients get
+            # turn:<node ip>:<udp_port>?transport=udp with credentials
+            # derived from the API key and secret.
+            prefix = 128 if ":" in info.host else 32
+            lines += [
+                "turn:",
+                "  enabled: true",
+                f"  udp_port: {info.turn_port}",
+                "  tls_port: 0",
+                "  bind_addresses:",
+                f"    - {info.host}",
+                f"  relay_range_start: {info.turn_relay_ports[0]}",
+                f"  relay_range_end: {info.turn_relay_ports[1]}",
+                "  allow_restricted_peer_cidrs:",
+                f"    - {info.host}/{prefix}",
+            ]
         body = "\n".join(lines) + "\n"
         if self.extra_config:
             body += self.extra_config.rstrip("\n") + "\n"
@@ -600,10 +673,13 @@ class LocalServer:
     def _start_once(self, binary: Path, host: str, info: ServerInfo | None = None) -> ServerInfo:
         if info is None:
             tcp_ports = free_ports(host, 2, "tcp")
-            udp_port = free_port(host, "udp")
+            udp_ports = free_ports(host, 2 if self.turn else 1, "udp")
             info = ServerInfo(
-                host=host, http_port=tcp_ports[0], tcp_port=tcp_ports[1], udp_port=udp_port
+                host=host, http_port=tcp_ports[0], tcp_port=tcp_ports[1], udp_port=udp_ports[0]
             )
+            if self.turn:
+                relay = _free_udp_range(host, _TURN_RELAY_PORTS, avoid=udp_ports)
+                info = dataclasses.replace(info, turn_port=udp_ports[1], turn_relay_ports=relay)
         if self._log_dir is not None:
             self._log_dir.mkdir(parents=True, exist_ok=True)
             log_dir = self._log_dir

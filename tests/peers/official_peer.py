@@ -46,7 +46,16 @@ Events: ``connected``, ``participant_connected``/``_disconnected``, ``data_recei
 (identity, track_sid, kind, name, source), ``sip_dtmf_received``, ``transcription_received``,
 ``rpc_invoked``, ``rpc_returned`` (a handler returned its payload), ``record_started`` (a
 recording's stream exists), ``record_first_frame`` (of a video recording), ``tone_published``,
-``connection_state_changed``, ``disconnected``.
+``connection_state_changed``, ``disconnected``, ``e2ee_state_changed`` (identity,
+state: the native ``EncryptionState`` value), ``participant_encryption_status_changed``
+(identity, is_encrypted).
+
+End-to-end encryption: with ``OFFICIAL_PEER_E2EE_KEY`` (the shared key, hex) in the
+environment the peer connects with ``RoomOptions(encryption=E2EEOptions(...))`` in
+shared-key mode (``OFFICIAL_PEER_E2EE_FAILURE_TOLERANCE``: its ``failure_tolerance``).
+Commands: ``e2ee_export_shared_key`` / ``e2ee_ratchet_shared_key`` (key_index; reply:
+the key in hex), ``e2ee_frame_cryptors`` (reply: participant_identity, track_sid,
+key_index, enabled of each).
 
 This runs in its own process because one process cannot initialise the native library twice.
 """
@@ -231,7 +240,19 @@ def _attach_room_events(room: rtc.Room) -> None:
             ],
         )
 
+    def on_e2ee_state_changed(p: rtc.Participant | None, state: int) -> None:
+        emit("e2ee_state_changed", identity=_ident(p), state=int(state))
+
+    def on_encryption_status_changed(p: rtc.Participant | None, is_encrypted: bool) -> None:
+        emit(
+            "participant_encryption_status_changed",
+            identity=_ident(p),
+            is_encrypted=bool(is_encrypted),
+        )
+
     handlers: dict[str, Callable[..., None]] = {
+        "e2ee_state_changed": on_e2ee_state_changed,
+        "participant_encryption_status_changed": on_encryption_status_changed,
         "participant_connected": on_participant_connected,
         "participant_disconnected": on_participant_disconnected,
         "data_received": on_data_received,
@@ -874,6 +895,24 @@ class Peer:
             return await self.send_many_text_streams(cmd)
         if name == "open_streams":
             return {"readers": self.open_readers, "writers": len(self.open_writers)}
+        if name in ("e2ee_export_shared_key", "e2ee_ratchet_shared_key"):
+            provider = self.room.e2ee_manager.key_provider
+            if provider is None:
+                raise ValueError("the peer was started without OFFICIAL_PEER_E2EE_KEY")
+            index = int(cmd.get("key_index", 0))
+            if name == "e2ee_export_shared_key":
+                return provider.export_shared_key(index).hex()
+            return provider.ratchet_shared_key(index).hex()
+        if name == "e2ee_frame_cryptors":
+            return [
+                {
+                    "participant_identity": c.participant_identity,
+                    "track_sid": c.track_sid,
+                    "key_index": c.key_index,
+                    "enabled": c.enabled,
+                }
+                for c in self.room.e2ee_manager.frame_cryptors()
+            ]
         if name == "disconnect":
             await self.room.disconnect()
             self.stop.set()
@@ -938,11 +977,21 @@ class Peer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+def _room_options() -> rtc.RoomOptions:
+    """Default options, with shared-key encryption if ``OFFICIAL_PEER_E2EE_KEY`` is set."""
+    key = os.environ.get("OFFICIAL_PEER_E2EE_KEY")
+    if not key:
+        return rtc.RoomOptions()
+    tolerance = int(os.environ.get("OFFICIAL_PEER_E2EE_FAILURE_TOLERANCE", "-1"))
+    provider = rtc.KeyProviderOptions(shared_key=bytes.fromhex(key), failure_tolerance=tolerance)
+    return rtc.RoomOptions(encryption=rtc.E2EEOptions(key_provider_options=provider))
+
+
 async def main(url: str, token: str) -> int:
     room = rtc.Room()
     _attach_room_events(room)
     try:
-        await room.connect(url, token)
+        await room.connect(url, token, options=_room_options())
     except Exception as e:
         message = e.message if isinstance(e, rtc.ConnectError) else repr(e)
         log.error("connect failed: %s", message)
