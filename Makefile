@@ -47,6 +47,7 @@ server: $(STAMP)
 
 lint: $(STAMP)
 	$(VPY) -m ruff check lkrtc_trio tests examples bench
+	$(VPY) -m ruff format --check lkrtc_trio tests examples bench
 
 typecheck: $(STAMP)
 	$(VPY) -m mypy

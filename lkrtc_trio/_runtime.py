@@ -92,9 +92,7 @@ class Runtime:
         self._ids = itertools.count(1)
         self._id_lock = threading.Lock()
         self._live: dict[int, str] = {}
-        self._owners: weakref.WeakValueDictionary[int, OwnedHandle] = (
-            weakref.WeakValueDictionary()
-        )
+        self._owners: weakref.WeakValueDictionary[int, OwnedHandle] = weakref.WeakValueDictionary()
 
     def sync_native_log_level(self) -> None:
         """Tells the native side whether debug/trace log batches are wanted

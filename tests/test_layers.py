@@ -42,7 +42,7 @@ def test_no_import_cycles() -> None:
 
     def visit(node: str, path: list[str]) -> None:
         if node in path:
-            cycle = [*path[path.index(node):], node]
+            cycle = [*path[path.index(node) :], node]
             raise AssertionError("import cycle: " + " -> ".join(cycle))
         if node in done:
             return

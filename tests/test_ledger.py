@@ -18,7 +18,8 @@ steps = st.lists(
     st.tuples(
         st.floats(min_value=0, max_value=25, allow_nan=False),
         st.sampled_from(
-            ["send"] * 4 + ["reconnecting", "settled", "settled-missing-x"]
+            ["send"] * 4
+            + ["reconnecting", "settled", "settled-missing-x"]
             + [f"{op}-{w}" for op in ("left", "back") for w in WHO]
         ),
     ),

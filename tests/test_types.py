@@ -34,9 +34,7 @@ SCHEMA: list[tuple[type[IntEnum], Any]] = [
 
 @pytest.mark.parametrize(("ours", "native"), SCHEMA, ids=[c.__name__ for c, _ in SCHEMA])
 def test_enums_match_the_installed_schema(ours: type[IntEnum], native: Any) -> None:
-    assert {m.name: m.value for m in ours} == {
-        v.name: v.number for v in native.DESCRIPTOR.values
-    }
+    assert {m.name: m.value for m in ours} == {v.name: v.number for v in native.DESCRIPTOR.values}
 
 
 def test_an_unknown_native_value_is_kept_not_an_error() -> None:

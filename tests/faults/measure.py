@@ -87,8 +87,10 @@ def main() -> None:
             return "-"
         return f"{statistics.median(vals):.1f}" + ("" if len(vals) == len(xs) else "*")
 
-    print(f"| partition | SDK | lost of {count} (each round) | lost silently | reported at risk "
-          "| Reconnecting (s) | Reconnected (s) | slowest call (s) | order, duplicates |")
+    print(
+        f"| partition | SDK | lost of {count} (each round) | lost silently | reported at risk "
+        "| Reconnecting (s) | Reconnected (s) | slowest call (s) | order, duplicates |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for seconds in lengths:
         for sdk in SDKS:
