@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from google.protobuf.message import Message
-from livekit.rtc._proto import e2ee_pb2
+from livekit.rtc._proto import e2ee_pb2, track_publication_pb2
 
 import lkrtc_trio as lk
 from lkrtc_trio._proto import participant_pb2, room_pb2, track_pb2
@@ -29,6 +29,11 @@ SCHEMA: list[tuple[type[IntEnum], Any]] = [
     (lk.StreamState, track_pb2.StreamState),
     (lk.TrackKind, track_pb2.TrackKind),
     (lk.TrackSource, track_pb2.TrackSource),
+    (lk.VideoQuality, track_publication_pb2.VideoQuality),
+    (lk.EncryptionType, e2ee_pb2.EncryptionType),
+    (lk.KeyDerivationFunction, e2ee_pb2.KeyDerivationFunction),
+    (lk.IceTransportType, room_pb2.IceTransportType),
+    (lk.ContinualGatheringPolicy, room_pb2.ContinualGatheringPolicy),
 ]
 
 
@@ -130,3 +135,60 @@ def test_room_has_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="no public constructor"):
         lk.Room()  # type: ignore[call-arg]
     assert issubclass(lk.LoopConflictError, lk.LiveKitError)
+
+
+def test_encryption_and_ice_options_fill_the_connect_request() -> None:
+    options = lk.RoomOptions(
+        encryption=lk.E2EEOptions(
+            key_provider_options=lk.KeyProviderOptions(
+                shared_key=b"k", ratchet_window_size=4, failure_tolerance=0, key_ring_size=8
+            )
+        ),
+        rtc_config=lk.RtcConfiguration(
+            ice_transport_type=lk.IceTransportType.TRANSPORT_RELAY,
+            continual_gathering_policy=lk.ContinualGatheringPolicy.GATHER_ONCE,
+            ice_servers=[lk.IceServer(urls="turn:h:3478", username="u", credential="p")],
+        ),
+    )
+    msg = room_pb2.RoomOptions()
+    options._fill(msg)
+    kp = msg.encryption.key_provider_options
+    assert msg.encryption.encryption_type == e2ee_pb2.EncryptionType.GCM
+    assert (kp.shared_key, kp.ratchet_window_size, kp.failure_tolerance, kp.key_ring_size) == (
+        b"k",
+        4,
+        0,
+        8,
+    )
+    assert kp.ratchet_salt == b"LKFrameEncryptionKey"
+    assert not msg.HasField("e2ee")  # the deprecated field stays unset
+    rtc = msg.rtc_config
+    assert rtc.ice_transport_type == room_pb2.IceTransportType.TRANSPORT_RELAY
+    assert rtc.continual_gathering_policy == room_pb2.ContinualGatheringPolicy.GATHER_ONCE
+    [server] = rtc.ice_servers
+    assert (list(server.urls), server.username, server.password) == (["turn:h:3478"], "u", "p")
+    plain = room_pb2.RoomOptions()
+    lk.RoomOptions()._fill(plain)
+    assert not plain.HasField("encryption") and not plain.HasField("rtc_config")
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: lk.KeyProviderOptions(shared_key=""), TypeError),  # type: ignore[arg-type]
+        (lambda: lk.KeyProviderOptions(shared_key=b""), ValueError),
+        (lambda: lk.KeyProviderOptions(ratchet_salt=b""), ValueError),
+        (lambda: lk.KeyProviderOptions(key_ring_size=0), ValueError),
+        (lambda: lk.KeyProviderOptions(key_ring_size=257), ValueError),
+        (lambda: lk.KeyProviderOptions(failure_tolerance=-2), ValueError),
+        (lambda: lk.KeyProviderOptions(key_derivation_function=7), ValueError),  # type: ignore[arg-type]
+        (lambda: lk.E2EEOptions(key_provider_options=None), TypeError),  # type: ignore[arg-type]
+        (lambda: lk.E2EEOptions(encryption_type=9), ValueError),  # type: ignore[arg-type]
+        (lambda: lk.RtcConfiguration(ice_transport_type=5), ValueError),  # type: ignore[arg-type]
+        (lambda: lk.RoomOptions(encryption=b"key"), TypeError),  # type: ignore[arg-type]
+        (lambda: lk.RoomOptions(rtc_config={"ice_servers": []}), TypeError),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_encryption_and_ice_options_are_refused(make: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        make()
