@@ -134,7 +134,7 @@ async def watch(log: Log, who: str, room: Any, receive: bool) -> None:
 
 async def connected_both(rooms: list[Any], limit: float) -> bool:
     """Waits until every room is connected, sees the others and has settled
-    (no reconnection in progress)."""
+    (no reconnection in progress); False at once if a room ended."""
 
     def settled(room: Any) -> bool:
         session = room._session
@@ -146,6 +146,8 @@ async def connected_both(rooms: list[Any], limit: float) -> bool:
                 len(r.remote_participants) == len(rooms) - 1 for r in rooms
             ):
                 return True
+            if any(r._session.ended.is_set() for r in rooms):
+                return False  # a room that ended does not come back
             await anyio.sleep(0.1)
     return False
 
