@@ -772,3 +772,43 @@ async def test_a_held_call_that_is_cancelled_leaves_nothing(
             assert rt.dispatcher.pending() == 0
             tg.cancel_scope.cancel()
     await room.disconnect()
+
+
+async def test_subscription_permissions_are_sent_whole_or_not_at_all(
+    fake: tuple[Runtime, FakeBackend],
+) -> None:
+    """A cancelled call sent nothing; a call that returns sent the whole rule;
+    bad input is refused before anything is sent."""
+    rt, backend = fake
+    room = make_room(rt, lk.RoomOptions(disconnect_timeout=0.1))
+    lp = room.local_participant
+
+    def sent() -> list[Any]:
+        return [
+            r.set_track_subscription_permissions
+            for r in backend.requests
+            if r.HasField("set_track_subscription_permissions")
+        ]
+
+    agent = lk.ParticipantTrackPermission(participant_identity="agent", allow_all=True)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await lp.set_track_subscription_permissions(
+            allow_all_participants=False, participant_permissions=[agent]
+        )
+    assert scope.cancelled_caught and sent() == []
+    with pytest.raises(ValueError, match="twice"):
+        await lp.set_track_subscription_permissions(participant_permissions=[agent, agent])
+    with pytest.raises(TypeError):
+        await lp.set_track_subscription_permissions(participant_permissions=["agent"])  # type: ignore[list-item]
+    assert sent() == []
+    await lp.set_track_subscription_permissions(
+        allow_all_participants=False, participant_permissions=[agent]
+    )
+    [msg] = sent()
+    assert not msg.all_participants_allowed
+    assert [(p.participant_identity, p.allow_all) for p in msg.permissions] == [("agent", True)]
+    await room.disconnect()
+    with pytest.raises(lk.RoomClosedError):
+        await lp.set_track_subscription_permissions()
+    assert len(sent()) == 1
