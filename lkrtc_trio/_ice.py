@@ -29,11 +29,11 @@ class ContinualGatheringPolicy(_Open):
 @dataclass(frozen=True, kw_only=True)
 class IceServer:
     """A STUN or TURN server: ``urls`` such as ``"turn:host:3478?transport=udp"``,
-    with the TURN ``username`` and ``credential``."""
+    with the TURN ``username`` and ``password``."""
 
     urls: Sequence[str]
     username: str = ""
-    credential: str = ""
+    password: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
@@ -45,13 +45,13 @@ class IceServer:
         for url in self.urls:
             if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
                 raise ValueError(f"not a STUN/TURN url: {url!r}")
-        if not isinstance(self.username, str) or not isinstance(self.credential, str):
-            raise TypeError("username and credential must be str")
+        if not isinstance(self.username, str) or not isinstance(self.password, str):
+            raise TypeError("username and password must be str")
 
     def _fill(self, msg: Any) -> None:
         msg.urls.extend(self.urls)
         msg.username = self.username
-        msg.password = self.credential
+        msg.password = self.password
 
 
 @final

@@ -1217,13 +1217,13 @@ class LocalParticipant(Participant):
         self,
         *,
         allow_all_participants: bool = True,
-        participant_permissions: Sequence[ParticipantTrackPermission] = (),
+        participant_permissions: Sequence[ParticipantTrackPermission] | None = None,
     ) -> None:
         """Sets who may subscribe to your tracks: everyone
         (``allow_all_participants``, the default and the server's initial
         rule; ``participant_permissions`` is then ignored), or only the
         participants in ``participant_permissions``, each to all your tracks
-        or to the tracks it names. The rule replaces the previous one and
+        or to the tracks it names (None: nobody else). The rule replaces the previous one and
         applies to tracks published later too; the native core keeps it and
         sends it again after a reconnection.
 
@@ -1251,6 +1251,8 @@ class LocalParticipant(Participant):
                 "allow_all_participants must be a bool, not "
                 f"{type(allow_all_participants).__name__}"
             )
+        if participant_permissions is None:
+            participant_permissions = ()
         if isinstance(participant_permissions, (str, bytes)) or not isinstance(
             participant_permissions, Sequence
         ):

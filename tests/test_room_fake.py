@@ -808,7 +808,9 @@ async def test_subscription_permissions_are_sent_whole_or_not_at_all(
     [msg] = sent()
     assert not msg.all_participants_allowed
     assert [(p.participant_identity, p.allow_all) for p in msg.permissions] == [("agent", True)]
+    await lp.set_track_subscription_permissions(participant_permissions=None)  # everyone again
+    assert sent()[-1].all_participants_allowed and not sent()[-1].permissions
     await room.disconnect()
     with pytest.raises(lk.RoomClosedError):
         await lp.set_track_subscription_permissions()
-    assert len(sent()) == 1
+    assert len(sent()) == 2

@@ -302,7 +302,7 @@ def test_ice_server_rejects_non_stun_turn_urls() -> None:
         lk.IceServer(urls=[])
     with pytest.raises(TypeError):
         lk.IceServer(urls=["turn:x:3478"], username=1)  # type: ignore[arg-type]
-    server = lk.IceServer(urls="turn:x:3478?transport=udp", username="u", credential="p")
+    server = lk.IceServer(urls="turn:x:3478?transport=udp", username="u", password="p")
     assert server.urls == ("turn:x:3478?transport=udp",)
 
 
@@ -391,7 +391,7 @@ async def test_explicit_turn_server_with_derived_credentials(turn_server: TurnSe
     explicit = lk.RtcConfiguration(
         ice_transport_type=lk.IceTransportType.TRANSPORT_RELAY,
         ice_servers=[
-            lk.IceServer(urls=[turn_server.turn_url], username=username, credential=password)
+            lk.IceServer(urls=[turn_server.turn_url], username=username, password=password)
         ],
     )
     url = turn_server.info.url
@@ -438,7 +438,7 @@ async def test_relay_only_connects_fail_without_a_usable_turn_server(
     bad_credentials = lk.RtcConfiguration(
         ice_transport_type=lk.IceTransportType.TRANSPORT_RELAY,
         ice_servers=[
-            lk.IceServer(urls=[turn_server.turn_url], username=username, credential=password)
+            lk.IceServer(urls=[turn_server.turn_url], username=username, password=password)
         ],
     )
     failures: dict[str, tuple[float, lk.ConnectError]] = {}

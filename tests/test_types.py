@@ -147,7 +147,7 @@ def test_encryption_and_ice_options_fill_the_connect_request() -> None:
         rtc_config=lk.RtcConfiguration(
             ice_transport_type=lk.IceTransportType.TRANSPORT_RELAY,
             continual_gathering_policy=lk.ContinualGatheringPolicy.GATHER_ONCE,
-            ice_servers=[lk.IceServer(urls="turn:h:3478", username="u", credential="p")],
+            ice_servers=[lk.IceServer(urls="turn:h:3478", username="u", password="p")],
         ),
     )
     msg = room_pb2.RoomOptions()
