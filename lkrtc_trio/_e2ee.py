@@ -210,6 +210,15 @@ class KeyProvider(metaclass=NoPublicConstructor):
     def _index(self, key_index: object) -> int:
         return _index(key_index, self._options.key_ring_size)
 
+    def _key(self, fill: Any, answer: str, field: str, missing: str) -> bytes:
+        """Sends the request ``fill`` makes; the key in its ``answer``
+        message's ``field`` (NativeError ``missing`` when the native core left
+        it unset: no key there)."""
+        got = getattr(_request(self._session, fill), answer)
+        if not got.HasField(field):
+            raise NativeError(missing)
+        return bytes(getattr(got, field))
+
     def set_shared_key(self, key: bytes | bytearray | memoryview, key_index: int = 0) -> None:
         """Sets the shared key at ``key_index`` (shared-key mode). Frames sent
         afterwards are encrypted with it when it is the current index.
@@ -235,10 +244,7 @@ class KeyProvider(metaclass=NoPublicConstructor):
         def fill(m: Any) -> None:
             m.get_shared_key.key_index = key_index
 
-        got = _request(self._session, fill).get_shared_key
-        if not got.HasField("key"):
-            raise NativeError(f"no shared key at index {key_index}")
-        return bytes(got.key)
+        return self._key(fill, "get_shared_key", "key", f"no shared key at index {key_index}")
 
     def ratchet_shared_key(self, key_index: int = 0) -> bytes:
         """Derives the next shared key at ``key_index`` from the current one
@@ -255,10 +261,8 @@ class KeyProvider(metaclass=NoPublicConstructor):
         def fill(m: Any) -> None:
             m.ratchet_shared_key.key_index = key_index
 
-        got = _request(self._session, fill).ratchet_shared_key
-        if not got.HasField("new_key"):
-            raise NativeError(f"no shared key to ratchet at index {key_index}")
-        return bytes(got.new_key)
+        missing = f"no shared key to ratchet at index {key_index}"
+        return self._key(fill, "ratchet_shared_key", "new_key", missing)
 
     def set_key(
         self, participant_identity: str, key: bytes | bytearray | memoryview, key_index: int = 0
@@ -291,10 +295,7 @@ class KeyProvider(metaclass=NoPublicConstructor):
             m.get_key.participant_identity = identity
             m.get_key.key_index = key_index
 
-        got = _request(self._session, fill).get_key
-        if not got.HasField("key"):
-            raise NativeError(f"no key for {identity!r} at index {key_index}")
-        return bytes(got.key)
+        return self._key(fill, "get_key", "key", f"no key for {identity!r} at index {key_index}")
 
     def ratchet_key(self, participant_identity: str, key_index: int = 0) -> bytes:
         """Derives ``participant_identity``'s next key at ``key_index`` from its
@@ -309,10 +310,8 @@ class KeyProvider(metaclass=NoPublicConstructor):
             m.ratchet_key.participant_identity = identity
             m.ratchet_key.key_index = key_index
 
-        got = _request(self._session, fill).ratchet_key
-        if not got.HasField("new_key"):
-            raise NativeError(f"no key for {identity!r} to ratchet at index {key_index}")
-        return bytes(got.new_key)
+        missing = f"no key for {identity!r} to ratchet at index {key_index}"
+        return self._key(fill, "ratchet_key", "new_key", missing)
 
     def __repr__(self) -> str:
         mode = "shared" if self._options.shared_key is not None else "per-participant"

@@ -33,16 +33,14 @@ from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
 from .helpers import next_event, wait_released
 from .peers._official import open_official_peer
+from .tones import AMPLITUDE, RATE, play
 
 pytestmark = pytest.mark.integration
 
 KEY = b"the shared key of the test room"
 WRONG = b"not the key of the test room"
 STEP = 10  # seconds for any single exchange
-RATE = 48_000
-FRAME = RATE // 100  # 10 ms
 TONE = 440.0
-AMPLITUDE = 0.5
 TONE_RMS = AMPLITUDE * 32767 / math.sqrt(2)
 WINDOW = RATE // 10  # 100 ms analysis windows
 #: seconds recorded for each "hears it / hears nothing" check; only the second
@@ -63,19 +61,6 @@ def encrypted(
 # -- audio -----------------------------------------------------------------------------------
 
 
-async def play_tone(source: lk.AudioSource) -> None:
-    """Captures the tone (phase-continuous 10 ms frames) until cancelled."""
-    t = np.arange(FRAME) / RATE
-    phase = 0.0
-    while True:
-        frame = lk.AudioFrame.create(RATE, 1, FRAME)
-        frame.to_numpy()[:, 0] = np.round(
-            AMPLITUDE * 32767 * np.sin(phase + 2 * np.pi * TONE * t)
-        ).astype(np.int16)
-        phase = (phase + 2 * np.pi * TONE * FRAME / RATE) % (2 * np.pi)
-        await source.capture_frame(frame)
-
-
 @asynccontextmanager
 async def publishing(room: lk.Room) -> AsyncIterator[lk.LocalTrackPublication]:
     """Publishes the tone as a microphone track for the block; then unpublishes
@@ -88,7 +73,7 @@ async def publishing(room: lk.Room) -> AsyncIterator[lk.LocalTrackPublication]:
         options = lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_MICROPHONE)
         with anyio.fail_after(STEP):
             publication = await room.local_participant.publish_track(track, options)
-        tg.start_soon(play_tone, source)
+        tg.start_soon(play, source, [(TONE, math.inf)])
         yield publication
         tg.cancel_scope.cancel()
         with anyio.fail_after(STEP):

@@ -4,7 +4,7 @@ sweep, a video colour cycle, track events, stream ends, cancel safety."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
@@ -16,12 +16,10 @@ from lkrtc_trio.testing import ServerInfo
 from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
 from .helpers import wait_server
+from .tones import AMPLITUDE, RATE, dominant, play
 
 pytestmark = pytest.mark.integration
 
-RATE = 48000
-FRAME = RATE // 100  # 10 ms
-AMPLITUDE = 0.5
 SWEEP = [100, 300, 500, 700, 1000]
 COLOURS = {
     "red": (255, 0, 0),
@@ -30,25 +28,6 @@ COLOURS = {
     "white": (255, 255, 255),
     "black": (0, 0, 0),
 }
-
-
-async def play(source: lk.AudioSource, plan: Sequence[tuple[float, float]]) -> None:
-    """Captures (frequency, seconds) segments, phase-continuous, 10 ms frames."""
-    phase = 0.0
-    for freq, seconds in plan:
-        for _ in range(round(seconds * 100)):
-            frame = lk.AudioFrame.create(RATE, 1, FRAME)
-            t = np.arange(FRAME) / RATE
-            frame.to_numpy()[:, 0] = (
-                AMPLITUDE * 32767 * np.sin(phase + 2 * np.pi * freq * t)
-            ).astype(np.int16)
-            phase = (phase + 2 * np.pi * freq * FRAME / RATE) % (2 * np.pi)
-            await source.capture_frame(frame)
-
-
-def dominant(samples: np.ndarray) -> float:
-    spec = np.abs(np.fft.rfft(samples.astype(float) * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / RATE)[np.argmax(spec)])
 
 
 def rms_of(samples: np.ndarray) -> float:

@@ -13,7 +13,6 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 import anyio
-import numpy as np
 import pytest
 from google.protobuf.message import Message
 
@@ -26,6 +25,7 @@ from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
 from .fakes import deliver, event_bytes, fake_runtime
 from .helpers import next_event, wait_released
+from .tones import RATE, play
 
 R = TypeVar("R", bound=lk.RtcStat)
 
@@ -505,21 +505,6 @@ async def test_a_cancelled_get_stats_returns_at_once_and_drops_the_late_answer()
 
 # -- the real native core ------------------------------------------------------------
 
-RATE = 48000
-FRAME = RATE // 100  # 10 ms
-
-
-async def tone(source: lk.AudioSource, seconds: float, freq: float = 440.0) -> None:
-    """Captures a sine tone at half scale, in 10 ms frames."""
-    t = np.arange(FRAME) / RATE
-    for i in range(round(seconds * 100)):
-        frame = lk.AudioFrame.create(RATE, 1, FRAME)
-        phase = 2 * np.pi * freq * i * FRAME / RATE
-        frame.to_numpy()[:, 0] = (0.5 * 32767 * np.sin(phase + 2 * np.pi * freq * t)).astype(
-            np.int16
-        )
-        await source.capture_frame(frame)
-
 
 async def test_an_unpublished_or_closed_local_track_has_no_stats() -> None:
     async with lk.AudioSource(RATE, 1) as source:
@@ -568,7 +553,7 @@ async def test_track_stats_grow_while_a_tone_plays(
                 got = await next_event(events, lk.TrackSubscribed, limit=15)
                 remote = got.track
                 async with anyio.create_task_group() as nursery:
-                    nursery.start_soon(tone, source, 10.0)
+                    nursery.start_soon(play, source, [(440.0, 10.0)])
                     with anyio.fail_after(10):  # until media arrives (no report at first)
                         while not any(
                             i.bytes_received
@@ -664,7 +649,7 @@ async def test_room_stats_are_typed(
                         await anyio.sleep(1 / 15)
 
                 async with anyio.create_task_group() as nursery:
-                    nursery.start_soon(tone, audio, 10.0)
+                    nursery.start_soon(play, audio, [(440.0, 10.0)])
                     nursery.start_soon(frames)
                     kinds: set[lk.TrackKind] = set()
                     while len(kinds) < 2:

@@ -34,11 +34,10 @@ from lkrtc_trio.testing import LocalServer, ServerInfo, install_server, mint_tok
 from lkrtc_trio.testing.pytest_plugin import TokenFactory
 
 from .helpers import wait_released, wait_server
+from .tones import RATE, dominant, play
 
 integration = pytest.mark.integration
 
-RATE = 48000
-FRAME = RATE // 100  # 10 ms
 RELAY_ONLY = lk.RtcConfiguration(ice_transport_type=lk.IceTransportType.TRANSPORT_RELAY)
 #: Short: the failing connects below wait for all of it.
 FAIL_CONNECT_TIMEOUT = 2.0
@@ -202,24 +201,6 @@ def assert_relayed(
     return paths
 
 
-async def play(source: lk.AudioSource, freq: float, seconds: float) -> None:
-    """Captures a tone, 10 ms frames."""
-    phase = 0.0
-    for _ in range(round(seconds * 100)):
-        frame = lk.AudioFrame.create(RATE, 1, FRAME)
-        t = np.arange(FRAME) / RATE
-        frame.to_numpy()[:, 0] = (0.5 * 32767 * np.sin(phase + 2 * np.pi * freq * t)).astype(
-            np.int16
-        )
-        phase = (phase + 2 * np.pi * freq * FRAME / RATE) % (2 * np.pi)
-        await source.capture_frame(frame)
-
-
-def dominant(samples: np.ndarray) -> float:
-    spec = np.abs(np.fft.rfft(samples.astype(float) * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / RATE)[np.argmax(spec)])
-
-
 async def listen(events: lk.EventSubscription) -> float:
     """Waits for an audio track, then returns the frequency of its first
     1.5 s of sound (the first 0.5 s of which is skipped)."""
@@ -260,7 +241,7 @@ async def hear_tone(pub: lk.Room, *subs: lk.Room) -> list[float]:
                 track, lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_MICROPHONE)
             )
             async with anyio.create_task_group() as nursery:
-                nursery.start_soon(play, source, 440, 10.0)
+                nursery.start_soon(play, source, [(440, 10.0)])
                 async with anyio.create_task_group() as listeners:
                     for i in range(len(subs)):
                         listeners.start_soon(one, i)
