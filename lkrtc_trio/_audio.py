@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import wave
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -14,7 +17,7 @@ from ._runtime import get_runtime
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["AudioFrame", "AudioResampler", "AudioSource"]
+__all__ = ["AudioFrame", "AudioResampler", "AudioSource", "combine_audio_frames"]
 
 _SAMPLE = 2  # bytes per int16 sample
 
@@ -25,14 +28,17 @@ class AudioFrame:
 
     ``data`` is a memoryview of int16 samples over the frame's own buffer: no
     copy, writable when the buffer is (``create()`` and received frames are).
-    ``to_numpy()`` gives a (samples_per_channel, num_channels) int16 view.
+    ``to_numpy()`` gives a (samples_per_channel, num_channels) int16 view and
+    ``from_numpy()`` wraps an int16 array without a copy when it is
+    C-contiguous. ``userdata`` is a dict of your own carried with the frame
+    (it is not sent: it stays in this process).
 
     Raises:
         ValueError: the buffer is shorter than ``num_channels *
             samples_per_channel`` samples, or a size is not positive.
     """
 
-    __slots__ = ("_buf", "num_channels", "sample_rate", "samples_per_channel")
+    __slots__ = ("_buf", "_userdata", "num_channels", "sample_rate", "samples_per_channel")
 
     def __init__(
         self,
@@ -40,6 +46,8 @@ class AudioFrame:
         sample_rate: int,
         num_channels: int,
         samples_per_channel: int,
+        *,
+        userdata: dict[str, Any] | None = None,
     ) -> None:
         if sample_rate <= 0 or num_channels <= 0 or samples_per_channel < 0:
             raise ValueError("sample_rate and num_channels must be > 0")
@@ -54,6 +62,53 @@ class AudioFrame:
         self.sample_rate = sample_rate
         self.num_channels = num_channels
         self.samples_per_channel = samples_per_channel
+        self._userdata = userdata
+
+    @property
+    def userdata(self) -> dict[str, Any]:
+        """A dict of your own that travels with this frame object (created
+        empty on first use; not sent over the network)."""
+        if self._userdata is None:
+            self._userdata = {}
+        return self._userdata
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray[Any, Any], sample_rate: int) -> AudioFrame:
+        """A frame over an int16 array: shape (samples,) for mono or
+        (samples, channels) interleaved. No copy when the array is
+        C-contiguous (the frame then shares, and writes through to, its
+        memory); otherwise the samples are copied once.
+
+        Raises:
+            TypeError: the array's dtype is not int16 (convert explicitly,
+                e.g. ``(x * 32767).astype(np.int16)``: a silent conversion
+                would hide clipping).
+            ValueError: more than 2 dimensions, or an invalid sample rate.
+        """
+        import numpy as np
+
+        if array.dtype != np.int16:
+            raise TypeError(f"AudioFrame.from_numpy needs int16 samples, got {array.dtype}")
+        if array.ndim == 1:
+            samples, channels = array.shape[0], 1
+        elif array.ndim == 2:
+            samples, channels = array.shape
+        else:
+            raise ValueError("AudioFrame.from_numpy needs shape (samples,) or (samples, channels)")
+        if not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)
+        return cls(array.data.cast("B"), sample_rate, channels, samples)
+
+    def to_wav_bytes(self) -> bytes:
+        """The frame as a complete WAV file (16-bit PCM, the frame's rate and
+        channels)."""
+        out = io.BytesIO()
+        with wave.open(out, "wb") as wav:
+            wav.setnchannels(self.num_channels)
+            wav.setsampwidth(_SAMPLE)
+            wav.setframerate(self.sample_rate)
+            wav.writeframes(self._buf)
+        return out.getvalue()
 
     @classmethod
     def create(cls, sample_rate: int, num_channels: int, samples_per_channel: int) -> AudioFrame:
@@ -109,6 +164,36 @@ class AudioFrame:
             f"<AudioFrame {self.sample_rate} Hz {self.num_channels} ch "
             f"{self.samples_per_channel} samples>"
         )
+
+
+def combine_audio_frames(frames: AudioFrame | Iterable[AudioFrame]) -> AudioFrame:
+    """One frame holding ``frames`` one after the other (a single copy into a
+    new buffer; ``userdata`` is not carried). A single frame is returned as
+    is.
+
+    Raises:
+        ValueError: no frames, or frames that differ in sample rate or
+            channel count (the message names the first one that differs).
+    """
+    if isinstance(frames, AudioFrame):
+        return frames
+    frames = list(frames)
+    if not frames:
+        raise ValueError("combine_audio_frames: no frames")
+    rate, channels = frames[0].sample_rate, frames[0].num_channels
+    for i, frame in enumerate(frames):
+        if frame.sample_rate != rate or frame.num_channels != channels:
+            raise ValueError(
+                f"combine_audio_frames: frame {i} is {frame.sample_rate} Hz x "
+                f"{frame.num_channels} ch, frame 0 is {rate} Hz x {channels} ch"
+            )
+    out = bytearray(sum(f._buf.nbytes for f in frames))
+    offset = 0
+    for frame in frames:
+        end = offset + frame._buf.nbytes
+        out[offset:end] = frame._buf
+        offset = end
+    return AudioFrame(out, rate, channels, sum(f.samples_per_channel for f in frames))
 
 
 @final

@@ -19,7 +19,7 @@ from ._audio import AudioFrame
 from ._errors import ResourceClosedError
 from ._proto import audio_frame_pb2, ffi_pb2, video_frame_pb2
 from ._track import Track, TrackKind
-from ._video import VideoBufferType, VideoFrame
+from ._video import FrameMetadata, VideoBufferType, VideoFrame, VideoRotation
 
 __all__ = ["AudioStream", "VideoStream"]
 
@@ -237,4 +237,9 @@ class VideoStream(_MediaStream[VideoFrame]):
         super().__init__(track, capacity, req, "new_video_stream")
 
     def _convert(self, frame_msg: Any) -> VideoFrame:
-        return VideoFrame._from_native(self._rt, frame_msg.buffer)
+        frame = VideoFrame._from_native(self._rt, frame_msg.buffer)
+        frame.timestamp_us = frame_msg.timestamp_us
+        frame.rotation = VideoRotation(frame_msg.rotation)
+        if frame_msg.HasField("metadata"):
+            frame.metadata = FrameMetadata._from_proto(frame_msg.metadata)
+        return frame

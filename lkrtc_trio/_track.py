@@ -13,6 +13,7 @@ from ._errors import NativeError, ResourceClosedError
 from ._proto import ffi_pb2
 from ._runtime import OwnedHandle, Runtime, get_runtime
 from ._stats import RtcStat, StatsReports
+from ._video import FrameMetadataFeature
 
 if TYPE_CHECKING:
     from ._audio import AudioSource
@@ -76,6 +77,8 @@ class TrackPublishOptions:
         dtx: discontinuous transmission for audio (silence is not sent).
         red: redundant audio encoding.
         stream: name of the stream this track belongs to.
+        frame_metadata_features: which ``FrameMetadata`` fields each video
+            frame carries end to end (a trailer on every encoded frame).
     """
 
     source: TrackSource | int | None = None
@@ -87,6 +90,7 @@ class TrackPublishOptions:
     dtx: bool | None = None
     red: bool | None = None
     stream: str | None = None
+    frame_metadata_features: tuple[FrameMetadataFeature, ...] = ()
 
     def _fill(self, msg: Any) -> None:
         if self.source is not None:
@@ -106,6 +110,8 @@ class TrackPublishOptions:
             msg.red = self.red
         if self.stream is not None:
             msg.stream = self.stream
+        for feature in self.frame_metadata_features:
+            msg.frame_metadata_features.append(int(FrameMetadataFeature(feature)))
 
 
 class Track:

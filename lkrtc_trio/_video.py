@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, final
 
@@ -14,7 +15,14 @@ from ._runtime import get_runtime
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["VideoBufferType", "VideoFrame", "VideoRotation", "VideoSource"]
+__all__ = [
+    "FrameMetadata",
+    "FrameMetadataFeature",
+    "VideoBufferType",
+    "VideoFrame",
+    "VideoRotation",
+    "VideoSource",
+]
 
 
 class VideoBufferType(IntEnum):
@@ -36,6 +44,59 @@ class VideoRotation(IntEnum):
     VIDEO_ROTATION_90 = 1
     VIDEO_ROTATION_180 = 2
     VIDEO_ROTATION_270 = 3
+
+
+class FrameMetadataFeature(IntEnum):
+    """What per-frame metadata a video track carries end to end (set in
+    ``TrackPublishOptions.frame_metadata_features`` when publishing)."""
+
+    FMF_USER_TIMESTAMP = 0
+    FMF_FRAME_ID = 1
+    FMF_USER_DATA = 2
+
+
+@dataclass(frozen=True)
+class FrameMetadata:
+    """Per-frame metadata sent with a video frame, in a trailer the native
+    core appends to each encoded frame (only the fields enabled by the
+    track's ``frame_metadata_features`` travel).
+
+    Attributes:
+        user_timestamp: your own timestamp (e.g. capture time in µs), 0..2**64-1.
+        frame_id: your own frame number, 0..2**32-1.
+        user_data: a few bytes of your own.
+
+    Raises:
+        ValueError: a value out of its range.
+    """
+
+    user_timestamp: int | None = None
+    frame_id: int | None = None
+    user_data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.user_timestamp is not None and not 0 <= self.user_timestamp < 2**64:
+            raise ValueError("user_timestamp must fit in 64 unsigned bits")
+        if self.frame_id is not None and not 0 <= self.frame_id < 2**32:
+            raise ValueError("frame_id must fit in 32 unsigned bits")
+        if self.user_data is not None and not isinstance(self.user_data, bytes):
+            raise TypeError("user_data must be bytes")
+
+    def _fill(self, msg: Any) -> None:
+        if self.user_timestamp is not None:
+            msg.user_timestamp = self.user_timestamp
+        if self.frame_id is not None:
+            msg.frame_id = self.frame_id
+        if self.user_data is not None:
+            msg.user_data = self.user_data
+
+    @classmethod
+    def _from_proto(cls, msg: Any) -> FrameMetadata:
+        return cls(
+            user_timestamp=msg.user_timestamp if msg.HasField("user_timestamp") else None,
+            frame_id=msg.frame_id if msg.HasField("frame_id") else None,
+            user_data=bytes(msg.user_data) if msg.HasField("user_data") else None,
+        )
 
 
 _PACKED = {
@@ -83,11 +144,17 @@ class VideoFrame:
     array view for packed RGB types). ``convert(type)`` converts through the
     native core (libyuv).
 
+    Frames received from a ``VideoStream`` also carry ``timestamp_us`` (the
+    native core's timestamp of the frame, in µs), ``rotation`` (how the
+    sender said to rotate it for display) and ``metadata`` (the sender's
+    :class:`FrameMetadata`, or None when the track carries none); frames you
+    build have 0, ``VIDEO_ROTATION_0`` and None.
+
     Raises:
         ValueError: the buffer is too small for the size and type.
     """
 
-    __slots__ = ("_buf", "height", "type", "width")
+    __slots__ = ("_buf", "height", "metadata", "rotation", "timestamp_us", "type", "width")
 
     def __init__(
         self,
@@ -107,6 +174,9 @@ class VideoFrame:
         self.width = width
         self.height = height
         self.type = kind
+        self.timestamp_us = 0
+        self.rotation = VideoRotation.VIDEO_ROTATION_0
+        self.metadata: FrameMetadata | None = None
 
     @classmethod
     def create(cls, width: int, height: int, type: VideoBufferType | int) -> VideoFrame:
@@ -294,14 +364,29 @@ class VideoSource:
         *,
         timestamp_us: int = 0,
         rotation: VideoRotation | int = VideoRotation.VIDEO_ROTATION_0,
+        metadata: FrameMetadata | None = None,
     ) -> None:
         """Hands ``frame`` to the encoder (copied by the native core during the
         call; returns at once).
 
+        Args:
+            timestamp_us: the capture time in µs (0: the native core stamps
+                the frame with its own clock). The receiver's
+                ``VideoFrame.timestamp_us`` is derived from the RTP timestamp,
+                so it keeps the spacing of these values, not the values.
+            rotation: how the receiver should rotate the frame for display
+                (carried end to end).
+            metadata: per-frame data carried end to end when the track was
+                published with the matching ``frame_metadata_features``.
+
         Raises:
+            ValueError: a negative ``timestamp_us``.
             ResourceClosedError: the source is closed.
             NativeError: the native core refused the frame.
         """
+        if timestamp_us < 0:
+            raise ValueError("timestamp_us must be >= 0")
+        rotation = VideoRotation(rotation)
         if self._handle.closed:
             raise ResourceClosedError("the video source is closed")
         rt = self._rt
@@ -310,6 +395,8 @@ class VideoSource:
         msg.source_handle = self._handle.id
         msg.timestamp_us = timestamp_us
         msg.rotation = int(rotation)  # type: ignore[assignment]
+        if metadata is not None:
+            metadata._fill(msg.metadata)
         pin, address = rt.pin(frame._buf)
         try:
             frame._buffer_info(msg.buffer, address)

@@ -38,6 +38,62 @@ def test_audio_frame_views_share_memory() -> None:
         lk.AudioFrame.create(0, 1, 10)
 
 
+def test_audio_frame_from_numpy_shares_memory_and_checks_dtype() -> None:
+    stereo = np.zeros((480, 2), dtype=np.int16)
+    frame = lk.AudioFrame.from_numpy(stereo, 48000)
+    assert (frame.num_channels, frame.samples_per_channel) == (2, 480)
+    frame.data[3] = 99  # sample 1, channel 1: written through to the array
+    assert stereo[1, 1] == 99
+    assert frame.to_numpy().base is not None and np.shares_memory(frame.to_numpy(), stereo)
+    mono = lk.AudioFrame.from_numpy(np.arange(160, dtype=np.int16), 16000)
+    assert (mono.num_channels, mono.samples_per_channel, mono.data[159]) == (1, 160, 159)
+    strided = np.arange(960, dtype=np.int16).reshape(480, 2)[:, ::-1]  # not contiguous: copied
+    copied = lk.AudioFrame.from_numpy(strided, 48000)
+    assert copied.to_numpy()[0].tolist() == [1, 0] and not np.shares_memory(
+        copied.to_numpy(), strided
+    )
+    with pytest.raises(TypeError, match="int16"):
+        lk.AudioFrame.from_numpy(np.zeros(480, dtype=np.float32), 48000)
+    with pytest.raises(ValueError):
+        lk.AudioFrame.from_numpy(np.zeros((2, 2, 2), dtype=np.int16), 48000)
+
+
+def test_audio_frame_userdata_wav_and_combine() -> None:
+    samples = tone(440, 16000, 0.03)
+    frames = [
+        lk.AudioFrame.from_numpy(samples[i : i + 160].copy(), 16000) for i in range(0, 480, 160)
+    ]
+    assert frames[0].userdata == {}
+    frames[0].userdata["speaker"] = "alice"
+    assert frames[0].userdata == {"speaker": "alice"} and frames[1].userdata == {}
+    tagged = lk.AudioFrame(bytes(4), 8000, 1, 2, userdata={"seq": 7})
+    assert tagged.userdata["seq"] == 7
+
+    combined = lk.combine_audio_frames(frames)
+    assert (combined.sample_rate, combined.num_channels, combined.samples_per_channel) == (
+        16000,
+        1,
+        480,
+    )
+    assert np.array_equal(combined.to_numpy()[:, 0], samples)
+    assert lk.combine_audio_frames(frames[0]) is frames[0]
+    assert lk.combine_audio_frames(iter(frames)).samples_per_channel == 480
+    with pytest.raises(ValueError, match="no frames"):
+        lk.combine_audio_frames([])
+    with pytest.raises(ValueError, match="frame 1"):
+        lk.combine_audio_frames([frames[0], lk.AudioFrame.create(48000, 1, 480)])
+    with pytest.raises(ValueError, match="frame 1"):
+        lk.combine_audio_frames([frames[0], lk.AudioFrame.create(16000, 2, 160)])
+
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(combined.to_wav_bytes()), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 16000)
+        assert wav.getnframes() == 480
+        assert np.array_equal(np.frombuffer(wav.readframes(480), dtype=np.int16), samples)
+
+
 def test_video_frame_planes_numpy_and_native_conversion() -> None:
     rgba = lk.VideoFrame.create(64, 48, lk.VideoBufferType.RGBA)
     pixels = rgba.to_numpy()

@@ -380,3 +380,128 @@ async def test_official_tone_reaches_trio_and_its_stream_ends(
             )
         assert lk.pending_requests() == 0
     await wait_handles(0)
+
+
+# -- video frame metadata, rotation and timestamps, both ways --------------------------------
+
+ALL_FEATURES = (
+    lk.FrameMetadataFeature.FMF_USER_TIMESTAMP,
+    lk.FrameMetadataFeature.FMF_FRAME_ID,
+    lk.FrameMetadataFeature.FMF_USER_DATA,
+)
+META_W, META_H = 160, 120
+
+
+def check_metadata_sequence(meta: list[tuple[int, int | None, bytes | None]], tag: bytes) -> None:
+    """Each received frame carries the metadata its sender attached: user_timestamp
+    10**12 + i, frame_id i + 1 and user_data ``tag + str(i)``, in sending order."""
+    assert len(meta) >= 20, meta
+    ids = []
+    for user_timestamp, frame_id, user_data in meta:
+        i = user_timestamp - 10**12
+        assert frame_id == i + 1 and user_data == tag + b"%d" % i, (user_timestamp, frame_id)
+        ids.append(i)
+    assert ids == sorted(set(ids)), ids  # in order, no duplicates (a few may be skipped)
+
+
+async def test_video_metadata_rotation_and_timestamps_both_ways(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """lkrtc-trio -> official and official -> lkrtc-trio: ``FrameMetadata`` (user
+    timestamp, frame id, user data) arrives with the frame it was attached to; a
+    frame captured with a 90 (or 270) degree rotation arrives rotated (width and
+    height swapped; the native receive pipeline applies the rotation, so the
+    receiver's ``rotation`` is 0); receive timestamps increase by about the
+    capture interval."""
+    url = livekit_server.url
+    me, them = "trio-meta", "official-meta"
+    async with (
+        lk.open_room(url, livekit_token(me)) as room,
+        open_official_peer(url, livekit_token(them)) as peer,
+    ):
+        await see_each_other(room, peer)
+        lp = room.local_participant
+        baseline = lk.live_native_handles()
+        with room.events() as events:
+            # official -> lkrtc-trio
+            since = peer.mark()
+            await peer.send(
+                "publish_video",
+                frames=75,
+                fps=FPS,
+                width=META_W,
+                height=META_H,
+                rotation=int(lk.VideoRotation.VIDEO_ROTATION_270),
+                features=[int(f) for f in ALL_FEATURES],
+            )
+            got = await next_event(
+                events, lk.TrackSubscribed, lambda e: e.participant.identity == them, STEP
+            )
+            received: list[lk.VideoFrame] = []
+            async with lk.VideoStream(got.track, capacity=200) as stream:
+                with anyio.move_on_after(STEP):
+                    async for frame in stream:
+                        received.append(frame)
+            reply = await peer.wait_for("reply", STEP, since=since)
+            assert reply["ok"], reply
+        # every frame of the sender's size carries its metadata; when the track goes the
+        # native core adds a few 8x8 black frames, which carry none
+        sent = [f for f in received if (f.width, f.height) == (META_H, META_W)]  # rotated
+        assert len(sent) >= 20 and all(f.metadata is not None for f in sent), len(sent)
+        assert all((f.width, f.height, f.metadata) == (8, 8, None) for f in received[len(sent) :])
+        assert {f.rotation for f in received} == {lk.VideoRotation.VIDEO_ROTATION_0}
+        meta = [f.metadata for f in sent if f.metadata is not None]
+        check_metadata_sequence(
+            [(m.user_timestamp or 0, m.frame_id, m.user_data) for m in meta], b"f"
+        )
+        # receive timestamps keep the capture spacing (the encoder may skip frames)
+        stamps = np.diff([f.timestamp_us for f in sent])
+        gaps = np.diff([m.frame_id or 0 for m in meta])
+        assert (stamps > 0).all(), stamps
+        spacing = float(np.median(stamps / gaps))
+        assert abs(spacing - 1e6 / FPS) < 0.25e6 / FPS, (stamps, gaps)
+
+        # lkrtc-trio -> official
+        async with (
+            lk.VideoSource(META_W, META_H) as source,
+            lk.LocalVideoTrack.create_video_track("meta", source) as track,
+        ):
+            options = lk.TrackPublishOptions(
+                source=lk.TrackSource.SOURCE_CAMERA, frame_metadata_features=ALL_FEATURES
+            )
+            with anyio.fail_after(STEP):
+                pub = await lp.publish_track(track, options)
+
+            async def pump() -> None:
+                frame = lk.VideoFrame.create(META_W, META_H, lk.VideoBufferType.RGBA)
+                start = anyio.current_time()
+                for i in range(FPS * 30):
+                    frame.to_numpy()[:] = i % 256
+                    source.capture_frame(
+                        frame,
+                        timestamp_us=i * 1_000_000 // FPS,
+                        rotation=lk.VideoRotation.VIDEO_ROTATION_90,
+                        metadata=lk.FrameMetadata(
+                            user_timestamp=10**12 + i, frame_id=i + 1, user_data=b"t%d" % i
+                        ),
+                    )
+                    await anyio.sleep_until(start + (i + 1) / FPS)
+
+            async with anyio.create_task_group() as nursery:
+                nursery.start_soon(pump)
+                since = peer.mark()
+                cmd = await peer.send("record_video", identity=me, seconds=2.0)
+                reply = await peer.wait_for("reply", 2.0 + STEP, since=since, id=cmd)
+                nursery.cancel_scope.cancel()
+            assert reply["ok"], reply
+            rec = reply["result"]
+            assert rec["sizes"] == [[META_H, META_W]], rec["sizes"]  # rotated
+            assert {m[0] for m in rec["metadata"]} == {0}
+            check_metadata_sequence(
+                [(m[1], m[2], bytes.fromhex(m[3])) for m in rec["metadata"] if m[1] is not None],
+                b"t",
+            )
+            with anyio.fail_after(STEP):
+                await lp.unpublish_track(pub.sid)
+        await wait_handles(baseline)
+    await wait_handles(0)

@@ -14,7 +14,12 @@ name, metadata, attributes and kind as this peer sees it), ``publish_dtmf``,
 ``publish_transcription``, ``set_metadata``, ``set_name``, ``set_attributes``, ``disconnect``;
 media: ``record_audio`` (identity, seconds, sample_rate, num_channels, window, wait: per-window
 dominant frequency and RMS of a participant's audio, never the audio itself), ``record_video``
-(identity, seconds, wait: mean [r, g, b] of each frame and the first frame's size),
+(identity, seconds, wait: mean [r, g, b] of each frame and the first frame's size, and
+``metadata``: each frame's [rotation, user_timestamp, frame_id, user_data hex] with None for
+a field the frame did not carry), ``publish_video`` (frames, fps, width, height, rotation,
+name, features: a list of ``FrameMetadataFeature`` values; frame i is grey level i % 256 and
+carries ``FrameMetadata(user_timestamp=10**12 + i, frame_id=i + 1, user_data=b"f%d" % i)``;
+unpublished when sent; replies with its sid),
 ``publish_tone`` (frequency, seconds, sample_rate, amplitude, name: a sine tone published as a
 microphone track, unpublished when it has played; replies with its sid).
 Data streams (replies describe the stream sent: ``stream_id``, ``topic``, ``mime_type``,
@@ -77,6 +82,7 @@ from typing import Any, TextIO
 
 import numpy as np
 from livekit import rtc
+from livekit.rtc._proto import video_frame_pb2 as proto_video
 
 log = logging.getLogger("official_peer")
 
@@ -503,11 +509,21 @@ class Peer:
         loop = asyncio.get_running_loop()
         colours: list[list[int]] = []
         sizes: list[list[int]] = []
+        metadata: list[list[Any]] = []
         ended = False
 
         async def read() -> None:
             nonlocal ended
             async for event in stream:
+                meta = event.metadata
+                metadata.append(
+                    [
+                        int(event.rotation),  # type: ignore[call-overload]
+                        meta.user_timestamp if meta and meta.HasField("user_timestamp") else None,
+                        meta.frame_id if meta and meta.HasField("frame_id") else None,
+                        meta.user_data.hex() if meta and meta.HasField("user_data") else None,
+                    ]
+                )
                 frame = event.frame
                 if frame.type != rtc.VideoBufferType.RGBA:
                     frame = frame.convert(rtc.VideoBufferType.RGBA)
@@ -540,8 +556,42 @@ class Peer:
             "width": sizes[0][0],
             "height": sizes[0][1],
             "sizes": sizes,
+            "metadata": metadata,
             "ended": ended,
         }
+
+    async def publish_video(self, cmd: JsonDict) -> JsonDict:
+        """Publishes a camera track of ``frames`` grey frames at ``fps``, each with
+        its ``FrameMetadata`` and the given rotation, then unpublishes it. Emits
+        ``video_published`` with the sid once published."""
+        frames = int(cmd["frames"])
+        fps = float(cmd.get("fps", 30))
+        width, height = int(cmd.get("width", 160)), int(cmd.get("height", 120))
+        rotation = int(cmd.get("rotation", 0))
+        features: list[Any] = [int(f) for f in cmd.get("features", [])]
+        lp = self.room.local_participant
+        source = rtc.VideoSource(width, height)
+        try:
+            track = rtc.LocalVideoTrack.create_video_track(str(cmd.get("name", "video")), source)
+            options = rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_CAMERA, frame_metadata_features=features
+            )
+            pub = await lp.publish_track(track, options)
+            emit("video_published", id=cmd.get("id"), track_sid=pub.sid)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i in range(frames):
+                data = bytes([i % 256]) * (width * height * 4)
+                frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, data)
+                meta = proto_video.FrameMetadata(
+                    user_timestamp=10**12 + i, frame_id=i + 1, user_data=b"f%d" % i
+                )
+                source.capture_frame(frame, rotation=rotation, metadata=meta)  # type: ignore[arg-type]
+                await asyncio.sleep(max(0.0, start + (i + 1) / fps - loop.time()))
+            await lp.unpublish_track(pub.sid)
+        finally:
+            await source.aclose()
+        return {"track_sid": pub.sid, "frames": frames}
 
     async def publish_tone(self, cmd: JsonDict) -> JsonDict:
         """Publishes a microphone track playing a sine tone for ``seconds``, then
@@ -844,6 +894,8 @@ class Peer:
             return await self.record_video(cmd)
         if name == "publish_tone":
             return await self.publish_tone(cmd)
+        if name == "publish_video":
+            return await self.publish_video(cmd)
         if name == "register_text_stream":
             self.register_text_stream(cmd)
             return None
