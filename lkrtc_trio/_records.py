@@ -11,6 +11,7 @@ records it updates, and the views only read theirs.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,8 @@ class ParticipantRecord:
     publications: dict[str, PublicationRecord] = field(default_factory=dict)
     quality: ConnectionQuality = ConnectionQuality.QUALITY_EXCELLENT
     view: Any = None
+    #: media streams created with ``from_participant`` (ended when it leaves)
+    streams: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
 
 
 def release_publication(rec: PublicationRecord, *, remote: bool) -> None:
@@ -92,6 +95,8 @@ def release_publication(rec: PublicationRecord, *, remote: bool) -> None:
 def release_participant(rec: ParticipantRecord, *, remote: bool) -> None:
     for pub in rec.publications.values():
         release_publication(pub, remote=remote)
+    for stream in list(rec.streams):
+        stream._end()
     rec.handle.close()
 
 
