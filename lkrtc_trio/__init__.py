@@ -7,9 +7,12 @@ The public API is re-exported here from private modules; the guides and the
 reference are in the repository's docs/ folder.
 """
 
+from ._apm import AudioProcessingModule as AudioProcessingModule
 from ._audio import AudioFrame as AudioFrame
 from ._audio import AudioResampler as AudioResampler
 from ._audio import AudioSource as AudioSource
+from ._audio import combine_audio_frames as combine_audio_frames
+from ._avsync import AVSynchronizer as AVSynchronizer
 from ._datastream import ByteStreamHandler as ByteStreamHandler
 from ._datastream import ByteStreamInfo as ByteStreamInfo
 from ._datastream import ByteStreamReader as ByteStreamReader
@@ -91,6 +94,7 @@ from ._ice import ContinualGatheringPolicy as ContinualGatheringPolicy
 from ._ice import IceServer as IceServer
 from ._ice import IceTransportType as IceTransportType
 from ._ice import RtcConfiguration as RtcConfiguration
+from ._mixer import AudioMixer as AudioMixer
 from ._participant import DATA_PACKET_OVERHEAD as DATA_PACKET_OVERHEAD
 from ._participant import MAX_DATA_BYTES as MAX_DATA_BYTES
 from ._participant import LocalParticipant as LocalParticipant
@@ -139,7 +143,10 @@ from ._stats import StatsReports as StatsReports
 from ._stats import StatsSummary as StatsSummary
 from ._stats import TransportStats as TransportStats
 from ._stream import AudioStream as AudioStream
+from ._stream import FrameProcessor as FrameProcessor
+from ._stream import NoiseCancellationOptions as NoiseCancellationOptions
 from ._stream import VideoStream as VideoStream
+from ._stream import load_audio_filter_plugin as load_audio_filter_plugin
 from ._track import LocalAudioTrack as LocalAudioTrack
 from ._track import LocalTrack as LocalTrack
 from ._track import LocalVideoTrack as LocalVideoTrack
@@ -167,6 +174,8 @@ from ._types import RoomInfo as RoomInfo
 from ._types import SimulateScenario as SimulateScenario
 from ._types import SubscriptionStatus as SubscriptionStatus
 from ._types import VideoQuality as VideoQuality
+from ._video import FrameMetadata as FrameMetadata
+from ._video import FrameMetadataFeature as FrameMetadataFeature
 from ._video import VideoBufferType as VideoBufferType
 from ._video import VideoFrame as VideoFrame
 from ._video import VideoRotation as VideoRotation
