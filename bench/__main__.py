@@ -40,6 +40,7 @@ SCENARIOS = [
     "audio_cpu",
     "e2ee",
     "memory",
+    "mixer",
 ]
 ROOT = Path(__file__).resolve().parent.parent
 

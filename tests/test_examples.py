@@ -35,6 +35,7 @@ SUCCESS = {
     "demo.py": "demo finished OK",
     "e2ee.py": "e2ee example: everything as expected",
     "rpc.py": "rpc example: every outcome as expected",
+    "voice_loop.py": "voice_loop example: everything as expected",
 }
 
 
