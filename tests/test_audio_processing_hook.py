@@ -4,7 +4,9 @@ native plugin path (``load_audio_filter_plugin``, ``NoiseCancellationOptions``).
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import anyio
 import numpy as np
@@ -171,5 +173,68 @@ async def test_plugin_path_errors_are_typed(
                 got = await subscribed(events, lk.TrackKind.KIND_AUDIO)
                 with pytest.raises(TypeError, match="noise_cancellation"):
                     lk.AudioStream(got.track, noise_cancellation="krisp")  # type: ignore[arg-type]
+                await pub.local_participant.unpublish_track(track.sid)
+                track.close()
+
+
+def nc_plugin() -> tuple[Path, Path]:
+    """The LiveKit noise-cancellation plugin library and its NC model, located
+    without importing the package (its ``__init__`` would start the official
+    SDK's FFI client in this process)."""
+    spec = importlib.util.find_spec("livekit.plugins.noise_cancellation")
+    assert spec is not None and spec.submodule_search_locations, "test extra missing"
+    resources = Path(next(iter(spec.submodule_search_locations))) / "resources"
+    return resources / "liblivekit_nc_plugin.so", resources / "c8.f.s.026300-1.0.0_3.1.kef"
+
+
+async def test_native_filter_plugin_runs_on_a_received_stream(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """LiveKit's own noise-cancellation plugin (``livekit-plugins-noise-cancellation``)
+    loads with ``load_audio_filter_plugin`` (twice: the native core keeps the first)
+    and a stream created with ``NoiseCancellationOptions`` naming it delivers every
+    frame, in the format asked for, alongside a plain stream on the same track. The
+    plugin only filters for rooms on LiveKit Cloud: here (a local server) it passes
+    the audio through, which is asserted too, so that the day it filters locally this
+    test says so."""
+    library, model = nc_plugin()
+    lk.load_audio_filter_plugin("lkrtc-test-nc", str(library))
+    lk.load_audio_filter_plugin("lkrtc-test-nc", str(library))
+    options = lk.NoiseCancellationOptions("lkrtc-test-nc", {"modelPath": str(model)})
+    async with publisher_and_subscriber(livekit_server, livekit_token) as (pub, sub):
+        with sub.events() as events:
+            async with lk.AudioSource(RATE, 1) as source:
+                track = lk.LocalAudioTrack.create_audio_track("noisy", source)
+                await pub.local_participant.publish_track(track, lk.TrackPublishOptions())
+                got = await subscribed(events, lk.TrackKind.KIND_AUDIO)
+                streams = {
+                    "plain": lk.AudioStream(got.track),
+                    "filtered": lk.AudioStream(got.track, noise_cancellation=options),
+                }
+                received: dict[str, list[lk.AudioFrame]] = {name: [] for name in streams}
+
+                async def read(name: str) -> None:
+                    async for frame in streams[name]:
+                        received[name].append(frame)
+                        if len(received[name]) >= 150:
+                            return
+
+                async with anyio.create_task_group() as nursery:
+                    nursery.start_soon(play, source, [(440, math.inf)])
+                    with anyio.fail_after(15):
+                        async with anyio.create_task_group() as readers:
+                            for name in streams:
+                                readers.start_soon(read, name)
+                    nursery.cancel_scope.cancel()
+                for stream in streams.values():
+                    await stream.aclose()
+                filtered = received["filtered"]
+                assert {
+                    (f.sample_rate, f.num_channels, f.samples_per_channel) for f in filtered
+                } == {(RATE, 1, RATE // 100)}
+                level = {name: rms(frames[-100:]) for name, frames in received.items()}
+                assert level["plain"] > 1000, level
+                # passed through (no LiveKit Cloud here): the same level as the plain stream
+                assert level["filtered"] / level["plain"] == pytest.approx(1.0, rel=0.05), level
                 await pub.local_participant.unpublish_track(track.sid)
                 track.close()
