@@ -11,13 +11,15 @@ import inspect
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-import numpy as np
 from anyio.abc import TaskGroup
 
 from ._audio import AudioFrame
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["AudioMixer"]
 
@@ -58,6 +60,8 @@ class _Source:
             if inspect.isasyncgen(iterator)
             else None
         )
+        import numpy as np  # imported when first needed: `import lkrtc_trio` stays light
+
         self.ring = np.zeros((ring_samples, num_channels), dtype=np.int16)
         self.start = 0  # index of the oldest buffered sample
         self.count = 0  # buffered samples (per channel)
@@ -393,6 +397,8 @@ class AudioMixer:
         rate, channels, block = self.sample_rate, self.num_channels, self.blocksize
         iterator = src.iterator
         assert src.scope is not None
+        import numpy as np
+
         try:
             with src.scope:
                 try:
@@ -432,6 +438,8 @@ class AudioMixer:
             self._fail(exc)
 
     async def _mix(self) -> None:
+        import numpy as np
+
         block, channels = self.blocksize, self.num_channels
         timeout = self.stream_timeout_ms / 1000
         period = block / self.sample_rate
