@@ -239,3 +239,61 @@ async def test_every_closeable_object_supports_async_with() -> None:
         rs.push(lk.AudioFrame.create(48000, 1, 480))
     with pytest.raises(lk.ResourceClosedError):
         video.capture_frame(lk.VideoFrame.create(16, 16, lk.VideoBufferType.I420))
+
+
+def test_frame_metadata_and_publish_features_are_validated() -> None:
+    from lkrtc_trio._proto import ffi_pb2
+
+    meta = lk.FrameMetadata(user_timestamp=2**64 - 1, frame_id=2**32 - 1, user_data=b"\x00x")
+    for bad in (
+        {"user_timestamp": 2**64},
+        {"user_timestamp": -1},
+        {"frame_id": 2**32},
+        {"frame_id": -1},
+    ):
+        with pytest.raises(ValueError):
+            lk.FrameMetadata(**bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        lk.FrameMetadata(user_data="text")  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        meta.frame_id = 3  # type: ignore[misc]  # frozen
+    req = ffi_pb2.FfiRequest()
+    meta._fill(req.capture_video_frame.metadata)
+    assert lk.FrameMetadata._from_proto(req.capture_video_frame.metadata) == meta
+    assert lk.FrameMetadata._from_proto(ffi_pb2.FfiRequest().capture_video_frame.metadata) == (
+        lk.FrameMetadata()
+    )
+    options = lk.TrackPublishOptions(
+        frame_metadata_features=(
+            lk.FrameMetadataFeature.FMF_FRAME_ID,
+            lk.FrameMetadataFeature.FMF_USER_DATA,
+        )
+    )
+    msg = ffi_pb2.FfiRequest().publish_track.options
+    options._fill(msg)
+    assert list(msg.frame_metadata_features) == [1, 2]
+    bad_options = lk.TrackPublishOptions(frame_metadata_features=(7,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        bad_options._fill(ffi_pb2.FfiRequest().publish_track.options)
+    with pytest.raises(TypeError):
+        lk.NoiseCancellationOptions("nc", {"not json": {1, 2}})
+    assert lk.NoiseCancellationOptions("nc").options == {}
+
+
+def test_video_source_checks_capture_arguments() -> None:
+    source = lk.VideoSource(16, 16)
+    try:
+        frame = lk.VideoFrame.create(16, 16, lk.VideoBufferType.RGBA)
+        with pytest.raises(ValueError):
+            source.capture_frame(frame, timestamp_us=-1)
+        with pytest.raises(ValueError):
+            source.capture_frame(frame, rotation=9)
+        source.capture_frame(
+            frame,
+            timestamp_us=1,
+            rotation=lk.VideoRotation.VIDEO_ROTATION_180,
+            metadata=lk.FrameMetadata(frame_id=1),
+        )
+    finally:
+        source.close()
+    assert lk.live_native_handles() == 0
