@@ -330,6 +330,26 @@ def test_frame_validation_before_sending(rate: int, samples: int) -> None:
     assert lk.live_native_handles() == baseline
 
 
+def test_the_official_sdk_lets_a_bad_frame_abort_the_process() -> None:
+    """Why the checks above matter: the official SDK sends a 5 ms frame to the same
+    native module, whose Rust layer panics and aborts the whole process (SIGABRT),
+    in a subprocess here. A 10 ms frame returns normally there."""
+
+    def official(samples: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(OFFICIAL_APM), "crash", str(samples)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    aborted, fine = official(240), official(480)
+    assert aborted.returncode in (-6, 134), (aborted.returncode, aborted.stderr[-2000:])
+    assert "returned" not in aborted.stdout
+    assert fine.returncode == 0 and "returned" in fine.stdout, fine.stderr[-2000:]
+
+
 def test_sample_rates_channels_and_readonly_buffers() -> None:
     baseline = lk.live_native_handles()
     with lk.AudioProcessingModule(echo_cancellation=True, high_pass_filter=True) as apm:

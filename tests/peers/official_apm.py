@@ -1,7 +1,10 @@
 """Run audio through the official SDK's ``livekit.rtc.AudioProcessingModule``, for the
 differential tests of ``lkrtc_trio.AudioProcessingModule`` (``tests/test_apm.py``).
 
-Usage: ``python official_apm.py JOBS.npz OUT.npz``
+Usage: ``python official_apm.py JOBS.npz OUT.npz``, or ``python official_apm.py
+crash SAMPLES``: one 48 kHz mono frame of SAMPLES samples through the official
+``process_stream`` (the regression test that a frame that is not whole 10 ms chunks aborts
+the process there; prints "returned" if it does not).
 
 ``JOBS.npz`` holds ``jobs``: a JSON list (as a 0-d string array) of jobs, each
 ``{"name", "flags": {"echo_cancellation", "noise_suppression", "high_pass_filter",
@@ -46,6 +49,12 @@ def run_job(job: dict[str, Any], near: np.ndarray, far: np.ndarray | None) -> np
 
 
 def main() -> int:
+    if sys.argv[1] == "crash":
+        samples = int(sys.argv[2])
+        apm = rtc.AudioProcessingModule(noise_suppression=True)
+        apm.process_stream(rtc.AudioFrame(bytearray(2 * samples), 48000, 1, samples))
+        print("returned", flush=True)
+        return 0
     jobs_path, out_path = sys.argv[1], sys.argv[2]
     with np.load(jobs_path) as data:
         jobs = json.loads(str(data["jobs"]))
