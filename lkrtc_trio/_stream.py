@@ -451,6 +451,13 @@ class AudioStream(_MediaStream[AudioFrame]):
             processor._close()
 
 
+def _video_format(msg: Any, format: VideoBufferType | int | None) -> None:
+    msg.type = video_frame_pb2.VideoStreamType.VIDEO_STREAM_NATIVE
+    if format is not None:
+        msg.format = int(VideoBufferType(format))
+    msg.normalize_stride = True
+
+
 @final
 class VideoStream(_MediaStream[VideoFrame]):
     """Video frames of a track, as an async iterator.
@@ -481,11 +488,47 @@ class VideoStream(_MediaStream[VideoFrame]):
         req = ffi_pb2.FfiRequest()
         msg = req.new_video_stream
         msg.track_handle = track._handle.id
-        msg.type = video_frame_pb2.VideoStreamType.VIDEO_STREAM_NATIVE
-        if format is not None:
-            msg.format = int(VideoBufferType(format))  # type: ignore[assignment]
-        msg.normalize_stride = True
+        _video_format(msg, format)
         super().__init__(track._rt, track, capacity, req, "new_video_stream", attach)
+
+    @classmethod
+    def from_track(
+        cls, *, track: Track, format: VideoBufferType | int | None = None, capacity: int = 4
+    ) -> VideoStream:
+        """``VideoStream(track, ...)``, keyword-only as in the official SDK.
+        Raises as the constructor."""
+        return cls(track, format=format, capacity=capacity)
+
+    @classmethod
+    def from_participant(
+        cls,
+        *,
+        participant: Participant,
+        track_source: TrackSource | int,
+        format: VideoBufferType | int | None = None,
+        capacity: int = 4,
+    ) -> VideoStream:
+        """The video of ``participant``'s track of ``track_source`` (e.g. its
+        camera), whichever track that is (see
+        :meth:`AudioStream.from_participant`). Ends when the participant
+        leaves or the room closes; ``stream.track`` is None.
+
+        Raises:
+            ResourceClosedError: the participant has already left.
+            ValueError: an invalid capacity, source or format.
+        """
+        source = TrackSource(track_source)
+        attach = _for_participant(participant)
+        req = ffi_pb2.FfiRequest()
+        msg = req.video_stream_from_participant
+        msg.participant_handle = participant._rec.handle.id
+        msg.track_source = int(source)  # type: ignore[assignment]
+        _video_format(msg, format)
+        stream = cls.__new__(cls)
+        _MediaStream.__init__(
+            stream, get_runtime(), None, capacity, req, "video_stream_from_participant", attach
+        )
+        return stream
 
     def _convert(self, frame_msg: Any) -> VideoFrame:
         frame = VideoFrame._from_native(self._rt, frame_msg.buffer)

@@ -301,3 +301,61 @@ async def test_capture_after_a_cancelled_capture_waits_for_it(
             await play(source, [(440, 0.05)])  # right away: must not fail
         await room.local_participant.unpublish_track(track.sid)
         track.close()
+
+
+async def test_streams_from_participant_exist_before_the_track(
+    livekit_server: ServerInfo, livekit_token: TokenFactory
+) -> None:
+    """``VideoStream.from_participant`` (camera) and ``AudioStream.from_participant``
+    (microphone) made before anything is published deliver the tracks published
+    afterwards; ``from_track`` is the keyword spelling of the constructor."""
+    async with publisher_and_subscriber(livekit_server, livekit_token) as (pub, sub):
+        with sub.events() as events:
+            remote = await sub.wait_for_participant("pub")
+            video = lk.VideoStream.from_participant(
+                participant=remote,
+                track_source=lk.TrackSource.SOURCE_CAMERA,
+                format=lk.VideoBufferType.RGBA,
+            )
+            audio = lk.AudioStream.from_participant(
+                participant=remote, track_source=lk.TrackSource.SOURCE_MICROPHONE
+            )
+            assert video.track is None and audio.track is None
+            async with (
+                lk.VideoSource(64, 48) as vsource,
+                lk.AudioSource(RATE, 1) as asource,
+                lk.LocalVideoTrack.create_video_track("cam", vsource) as vtrack,
+                lk.LocalAudioTrack.create_audio_track("mic", asource) as atrack,
+                anyio.create_task_group() as nursery,
+            ):
+                lp = pub.local_participant
+                camera = lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_CAMERA)
+                mic = lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_MICROPHONE)
+                await lp.publish_track(vtrack, camera)
+                await lp.publish_track(atrack, mic)
+
+                async def frames() -> None:
+                    frame = lk.VideoFrame.create(64, 48, lk.VideoBufferType.RGBA)
+                    frame.to_numpy()[:] = (0, 200, 0, 255)
+                    while True:
+                        vsource.capture_frame(frame)
+                        await anyio.sleep(1 / 30)
+
+                nursery.start_soon(frames)
+                nursery.start_soon(play, asource, [(440, math.inf)])
+                got = await subscribed(events, lk.TrackKind.KIND_VIDEO)
+                by_track = lk.VideoStream.from_track(track=got.track, capacity=2)
+                with anyio.fail_after(15):
+                    first = await video.receive()
+                    while True:  # the first frames may be black while the encoder starts
+                        pixel = first.to_numpy()[24, 32, :3]
+                        if abs(int(pixel[1]) - 200) < 40 and int(pixel[0]) < 40:
+                            break
+                        first = await video.receive()
+                    samples = [(await audio.receive()).to_numpy()[:, 0] for _ in range(60)]
+                    await by_track.receive()
+                assert (first.width, first.height) == (64, 48)
+                assert abs(dominant(np.concatenate(samples[-40:])) - 440) < 5
+                nursery.cancel_scope.cancel()
+            for stream in (video, audio, by_track):
+                await stream.aclose()
