@@ -54,6 +54,31 @@ class Broken(Gain):
         raise RuntimeError("denoiser bug")
 
 
+async def tone_through(
+    source: lk.AudioSource, streams: dict[str, lk.AudioStream], count: int = 150
+) -> dict[str, list[lk.AudioFrame]]:
+    """Plays a 440 Hz tone into ``source`` until each stream delivered ``count``
+    frames; closes the streams and returns their frames."""
+    received: dict[str, list[lk.AudioFrame]] = {name: [] for name in streams}
+
+    async def read(name: str) -> None:
+        async for frame in streams[name]:
+            received[name].append(frame)
+            if len(received[name]) >= count:
+                return
+
+    async with anyio.create_task_group() as nursery:
+        nursery.start_soon(play, source, [(440, math.inf)])
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as readers:
+                for name in streams:
+                    readers.start_soon(read, name)
+        nursery.cancel_scope.cancel()
+    for stream in streams.values():
+        await stream.aclose()
+    return received
+
+
 def rms(frames: list[lk.AudioFrame]) -> float:
     samples = np.concatenate([f.to_numpy()[:, 0] for f in frames]).astype(float)
     return float(np.sqrt(np.mean(samples**2)))
@@ -92,23 +117,7 @@ async def test_frame_processor_applies_to_a_received_stream(
                     ),
                 }
                 assert streams["half"].track is None and streams["plain"].track is got.track
-                received: dict[str, list[lk.AudioFrame]] = {name: [] for name in streams}
-
-                async def read(name: str) -> None:
-                    async for frame in streams[name]:
-                        received[name].append(frame)
-                        if len(received[name]) >= 150:
-                            return
-
-                async with anyio.create_task_group() as nursery:
-                    nursery.start_soon(play, source, [(440, math.inf)])
-                    with anyio.fail_after(15):
-                        async with anyio.create_task_group() as readers:
-                            for name in streams:
-                                readers.start_soon(read, name)
-                    nursery.cancel_scope.cancel()
-                for stream in streams.values():
-                    await stream.aclose()
+                received = await tone_through(source, streams)
 
                 # the last second of each (after the jitter buffer settled)
                 level = {name: rms(frames[-100:]) for name, frames in received.items()}
@@ -211,23 +220,7 @@ async def test_native_filter_plugin_runs_on_a_received_stream(
                     "plain": lk.AudioStream(got.track),
                     "filtered": lk.AudioStream(got.track, noise_cancellation=options),
                 }
-                received: dict[str, list[lk.AudioFrame]] = {name: [] for name in streams}
-
-                async def read(name: str) -> None:
-                    async for frame in streams[name]:
-                        received[name].append(frame)
-                        if len(received[name]) >= 150:
-                            return
-
-                async with anyio.create_task_group() as nursery:
-                    nursery.start_soon(play, source, [(440, math.inf)])
-                    with anyio.fail_after(15):
-                        async with anyio.create_task_group() as readers:
-                            for name in streams:
-                                readers.start_soon(read, name)
-                    nursery.cancel_scope.cancel()
-                for stream in streams.values():
-                    await stream.aclose()
+                received = await tone_through(source, streams)
                 filtered = received["filtered"]
                 assert {
                     (f.sample_rate, f.num_channels, f.samples_per_channel) for f in filtered
