@@ -174,11 +174,12 @@ from ._types import RoomInfo as RoomInfo
 from ._types import SimulateScenario as SimulateScenario
 from ._types import SubscriptionStatus as SubscriptionStatus
 from ._types import VideoQuality as VideoQuality
+from ._version import TESTED_LIVEKIT as TESTED_LIVEKIT
+from ._version import __version__ as __version__
+from ._version import livekit_version as livekit_version
 from ._video import FrameMetadata as FrameMetadata
 from ._video import FrameMetadataFeature as FrameMetadataFeature
 from ._video import VideoBufferType as VideoBufferType
 from ._video import VideoFrame as VideoFrame
 from ._video import VideoRotation as VideoRotation
 from ._video import VideoSource as VideoSource
-
-__version__ = "0.1.0"
