@@ -160,8 +160,6 @@ class NoiseGate(lk.FrameProcessor[lk.AudioFrame]):
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self.gated = 0
-        self.closed = False
 
     @property
     def enabled(self) -> bool:
@@ -170,11 +168,10 @@ class NoiseGate(lk.FrameProcessor[lk.AudioFrame]):
     def _process(self, frame: lk.AudioFrame) -> lk.AudioFrame:
         if rms(frame) < self.threshold:
             frame.to_numpy()[:] = 0
-            self.gated += 1
         return frame
 
     def _close(self) -> None:
-        self.closed = True
+        """Nothing to release (a plugin would free its model here)."""
 
 
 async def background() -> AsyncIterator[lk.AudioFrame]:
@@ -252,7 +249,6 @@ async def agent(room: lk.Room, caller: lk.RemoteParticipant, stats: dict[str, in
                 ) as writer:
                     await writer.write(f"heard {speaking_ms} ms of audio")
                 say("agent", f"utterance {segment}: {speaking_ms} ms; transcript sent")
-        stats["gated"] = gate.gated
 
 
 async def run(url: str, token: Callable[..., str]) -> None:
@@ -263,7 +259,7 @@ async def run(url: str, token: Callable[..., str]) -> None:
     ):
         say("caller", f"connected to {caller.name!r}")
         remote_caller = await agent_room.wait_for_participant("caller")
-        stats = {"heard": 0, "played": 0, "gated": 0}
+        stats = {"heard": 0, "played": 0}
         nursery.start_soon(agent, agent_room, remote_caller, stats)
         transcripts: list[str] = []
         transcribed = trio.Event()

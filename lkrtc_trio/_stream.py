@@ -260,10 +260,17 @@ def _for_track(track: Track, kind: TrackKind, what: str) -> Callable[[Any], None
     return track._add_stream
 
 
-def _for_participant(participant: Participant) -> Callable[[Any], None]:
+def _for_participant(
+    participant: Participant, track_source: TrackSource | int, msg: Any
+) -> Callable[[Any], None]:
+    """Fills a ``*_stream_from_participant`` request; returns how to attach the
+    stream to the participant (it ends when the participant leaves)."""
+    source = TrackSource(track_source)
     rec = participant._rec
     if rec.handle.closed:
         raise ResourceClosedError("the participant has left (or its room closed)")
+    msg.participant_handle = rec.handle.id
+    msg.track_source = int(source)
     return rec.streams.add
 
 
@@ -372,13 +379,10 @@ class AudioStream(_MediaStream[AudioFrame]):
             ResourceClosedError: the participant has already left.
             ValueError / TypeError / NativeError: as the constructor.
         """
-        source = TrackSource(track_source)
-        attach = _for_participant(participant)
-        stream = cls.__new__(cls)
         req = ffi_pb2.FfiRequest()
         msg = req.audio_stream_from_participant
-        msg.participant_handle = participant._rec.handle.id
-        msg.track_source = int(source)  # type: ignore[assignment]
+        attach = _for_participant(participant, track_source, msg)
+        stream = cls.__new__(cls)  # the constructor takes a track
         stream._setup(
             msg,
             sample_rate,
@@ -517,14 +521,11 @@ class VideoStream(_MediaStream[VideoFrame]):
             ResourceClosedError: the participant has already left.
             ValueError: an invalid capacity, source or format.
         """
-        source = TrackSource(track_source)
-        attach = _for_participant(participant)
         req = ffi_pb2.FfiRequest()
         msg = req.video_stream_from_participant
-        msg.participant_handle = participant._rec.handle.id
-        msg.track_source = int(source)  # type: ignore[assignment]
+        attach = _for_participant(participant, track_source, msg)
         _video_format(msg, format)
-        stream = cls.__new__(cls)
+        stream = cls.__new__(cls)  # the constructor takes a track
         _MediaStream.__init__(
             stream, get_runtime(), None, capacity, req, "video_stream_from_participant", attach
         )
