@@ -235,12 +235,15 @@ async def ours(scenario: str, arg: str, count: int, log: Log, server: LocalServe
         log.end["sender_sid_changed"] = lp.sid != sid_before
         tg.cancel_scope.cancel()
     closed = log.now()
-    with anyio.move_on_after(10):  # late native completions of cancelled calls
-        while pending_requests() or live_native_handles():
+    dispatcher = get_runtime().dispatcher
+    # late native completions of cancelled calls (a retired call's lent buffer is
+    # released by its completion, which may come after the call stopped counting)
+    with anyio.move_on_after(10):
+        while pending_requests() or live_native_handles() or dispatcher.pinned():
             await anyio.sleep(0.05)
     log.end["handles"] = live_native_handles()
     log.end["pending"] = pending_requests()
-    log.end["pinned"] = get_runtime().dispatcher.pinned()
+    log.end["pinned"] = dispatcher.pinned()
     log.end["settled_after_close"] = round(log.now() - closed, 3)
     if server.running:
         with anyio.fail_after(10):
