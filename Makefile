@@ -18,9 +18,9 @@ NETNS  := $(VPY) -m lkrtc_trio.testing.netns --
 MATRIX_PYTHONS ?= 3.10 3.11 3.12 3.13
 PYENV_ROOT     ?= $(HOME)/.pyenv
 
-.PHONY: setup sysdeps server test test-matrix lint typecheck unit demo bench soak clean
+.PHONY: setup sysdeps server wheelhouse test test-matrix lint typecheck unit demo bench soak clean
 
-setup: $(STAMP) sysdeps server
+setup: $(STAMP) sysdeps server wheelhouse
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ sysdeps:
 
 server: $(STAMP)
 	$(VPY) -m lkrtc_trio.testing install-server
+
+# Wheels of the build backend and of every runtime dependency, for the
+# distribution test (tests/test_distribution.py): it builds the sdist and the
+# wheel and installs them into a fresh venv inside the test network namespace,
+# which has no route to a package index. Downloaded once (pip's cache helps).
+WHEELHOUSE := .wheelhouse
+$(WHEELHOUSE)/.complete: $(STAMP)
+	$(VPY) -m pip download -q -d $(WHEELHOUSE) "setuptools>=77" wheel "cffi>=1.17" .
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.complete
 
 lint: $(STAMP)
 	$(VPY) -m ruff check lkrtc_trio tests examples bench
@@ -101,4 +112,4 @@ soak: setup
 	for b in $(SOAK_BACKENDS); do tail -n 1 soak-$$b.log; done; exit $$rc
 
 clean:
-	rm -rf $(VENV) .venv-3.* build *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c
+	rm -rf $(VENV) .venv-3.* build dist $(WHEELHOUSE) *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c

@@ -17,6 +17,7 @@ table and writes ``bench/results.json`` and ``docs/performance.md``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -58,8 +59,11 @@ def row(
     )
 
 
-def child_json(module: str, *args: str, timeout: float = 300) -> Any:
-    """Runs ``python -m <module> <args>`` and returns the JSON it printed last.
+def child_json(
+    module: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> Any:
+    """Runs ``python -m <module> <args>`` (with ``env`` added to the environment)
+    and returns the JSON it printed last.
 
     Raises:
         RuntimeError: the child failed (its stderr tail is in the message).
@@ -69,6 +73,7 @@ def child_json(module: str, *args: str, timeout: float = 300) -> Any:
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
     )
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith(("{", "["))]
     if proc.returncode != 0 or not lines:

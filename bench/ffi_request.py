@@ -7,11 +7,14 @@ resampler handle it returned.
 
 * floor: the same calls written inline against the compiled cffi module
   (no lkrtc_trio code on the path);
-* lkrtc-trio: ``Runtime.request`` + ``backend.drop_handle``;
+* lkrtc-trio: ``Runtime.request`` + ``backend.drop_handle``, in API mode (the
+  compiled cffi module, the default) and, as ``lkrtc-abi``, in ABI mode (cffi
+  ``dlopen`` + libffi: the fallback of an install without a C compiler, chosen
+  with ``LKRTC_TRIO_FFI_MODE=abi``; the child checks ``native_info()``);
 * official: ``FfiClient.instance.request`` + ``FfiHandle.dispose`` (livekit.rtc),
   run in its own process (the native core initializes once per process).
 
-Run one contender: ``python -m bench.ffi_request floor|lkrtc|official [N] [REPEATS]``;
+Run one contender: ``python -m bench.ffi_request floor|lkrtc|lkrtc-abi|official [N] [REPEATS]``;
 prints a JSON list of per-repeat us/op. ``run(url)`` runs all three, 5 rounds
 interleaved (one sample per round: the median of that child's repeats), and
 returns the rows for ``python -m bench``.
@@ -83,6 +86,16 @@ def lkrtc_op() -> Callable[[], None]:
     return op
 
 
+def lkrtc_abi_op() -> Callable[[], None]:
+    import lkrtc_trio as lk
+
+    op = lkrtc_op()
+    info = lk.native_info()
+    if info.mode is not lk.FfiMode.ABI:
+        raise RuntimeError(f"expected ABI mode, got {info}")
+    return op
+
+
 def official_op() -> Callable[[], None]:
     from livekit.rtc._ffi_client import FfiClient, FfiHandle
     from livekit.rtc._proto import ffi_pb2
@@ -99,7 +112,14 @@ def official_op() -> Callable[[], None]:
     return op
 
 
-CONTENDERS = {"floor": floor_op, "lkrtc": lkrtc_op, "official": official_op}
+CONTENDERS = {
+    "floor": floor_op,
+    "lkrtc": lkrtc_op,
+    "lkrtc-abi": lkrtc_abi_op,
+    "official": official_op,
+}
+#: environment of each contender's child process
+ENV = {"lkrtc-abi": {"LKRTC_TRIO_FFI_MODE": "abi"}}
 
 
 def run(url: str) -> list[Row]:
@@ -110,7 +130,8 @@ def run(url: str) -> list[Row]:
     for i in range(ROUNDS):
         for name in CONTENDERS:
             got = retried(
-                f"ffi_request {name} round {i}", partial(child_json, "bench.ffi_request", name)
+                f"ffi_request {name} round {i}",
+                partial(child_json, "bench.ffi_request", name, env=ENV.get(name)),
             )
             samples[name].append(statistics.median(got))
     return [

@@ -78,6 +78,17 @@ def targets(summary: list[dict[str, Any]]) -> list[Check]:
         )
     )
 
+    out.append(
+        _check(
+            "ABI mode (no compiler at install) per-request cost, for reference: how "
+            "much faster API mode is",
+            _paired(get(*ffi, "lkrtc-abi"), ours),
+            1,
+            at_least=True,
+            unit="x (ABI mode us/op / API mode us/op)",
+        )
+    )
+
     pd = ("publish_data reliable", "15 KiB", "messages/s")
     out.append(
         _check(

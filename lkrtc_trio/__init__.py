@@ -95,6 +95,9 @@ from ._ice import IceServer as IceServer
 from ._ice import IceTransportType as IceTransportType
 from ._ice import RtcConfiguration as RtcConfiguration
 from ._mixer import AudioMixer as AudioMixer
+from ._native import FfiMode as FfiMode
+from ._native import NativeInfo as NativeInfo
+from ._native import native_info as native_info
 from ._participant import DATA_PACKET_OVERHEAD as DATA_PACKET_OVERHEAD
 from ._participant import MAX_DATA_BYTES as MAX_DATA_BYTES
 from ._participant import LocalParticipant as LocalParticipant

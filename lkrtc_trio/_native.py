@@ -8,6 +8,7 @@ with :func:`set_event_sink` (the bridge, see ``_bridge.py``).
 
 from __future__ import annotations
 
+import enum
 import importlib.metadata
 import importlib.resources
 import logging
@@ -15,17 +16,22 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 from ._errors import ForkError, NativeError, NativeLoadError
 
 __all__ = [
+    "FFI_MODE_ENV",
     "TESTED_LIVEKIT",
+    "FfiMode",
     "NativeBackend",
+    "NativeInfo",
     "NativeLib",
     "find_library",
     "load_native",
+    "native_info",
 ]
 
 log = logging.getLogger("lkrtc_trio.native")
@@ -68,6 +74,104 @@ class NativeBackend(Protocol):
     def read_into_bytearray(self, address: int, length: int) -> bytearray:
         """Copies ``length`` bytes of native memory into a new (writable) bytearray."""
         ...
+
+
+class FfiMode(enum.IntEnum):
+    """How lkrtc_trio calls the native core (see :func:`native_info`)."""
+
+    #: The compiled cffi module ``lkrtc_trio._lkffi`` (built at install time
+    #: with a C compiler): the fast path.
+    API = 1
+    #: cffi's ABI mode (the library is opened with ``dlopen`` and called
+    #: through libffi; no compiler is needed). Same behaviour, slower calls.
+    ABI = 2
+
+
+#: Environment variable that chooses the mode: ``auto`` (the default: API mode
+#: when the compiled module imports, else ABI mode), ``api`` or ``abi``. Read
+#: once, when ``lkrtc_trio`` is imported.
+FFI_MODE_ENV = "LKRTC_TRIO_FFI_MODE"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class NativeInfo:
+    """Which binding is in use, why, and what it loaded.
+
+    Attributes:
+        mode: :attr:`FfiMode.API` or :attr:`FfiMode.ABI`.
+        reason: Why that mode was chosen, in words.
+        library_path: The ``liblivekit_ffi`` file, once loaded (else None).
+        livekit_version: The ``livekit`` wheel's version (the native core's).
+        loaded: Whether the native core is loaded in this process yet (it is
+            loaded by the first room, stream or request).
+    """
+
+    mode: FfiMode
+    reason: str
+    library_path: Path | None
+    livekit_version: str
+    loaded: bool
+
+
+# The ABI-mode declarations: the library's four exported functions, with bytes
+# declared as `char` (as in native/livekit_ffi.cdef.h) so ffi.unpack() gives bytes.
+_ABI_CDEF = """
+uint64_t livekit_ffi_request(const char *data, size_t len,
+                             const char **res_ptr, size_t *res_len);
+bool livekit_ffi_drop_handle(uint64_t handle);
+void livekit_ffi_initialize(void (*cb)(const char *, size_t), bool capture_logs,
+                            const char *sdk, const char *sdk_version);
+void livekit_ffi_dispose(void);
+"""
+
+
+def _choose_binding() -> tuple[FfiMode, str, Any]:
+    """(mode, reason, compiled module or None), from FFI_MODE_ENV and whether
+    the compiled module imports. Never raises: a forced ``api`` without the
+    module fails later, at load, with :class:`NativeLoadError`."""
+    wanted = os.environ.get(FFI_MODE_ENV, "").strip().lower() or "auto"
+    if wanted == "abi":
+        return FfiMode.ABI, f"{FFI_MODE_ENV}=abi", None
+    try:
+        from . import _lkffi  # compiled from native/build_ffi.py at install time
+    except ImportError as exc:
+        if wanted == "api":
+            return FfiMode.API, f"{FFI_MODE_ENV}=api, but the compiled module: {exc}", None
+        return (
+            FfiMode.ABI,
+            f"the compiled module lkrtc_trio._lkffi is not available ({exc}); "
+            "it is built at install time when a C compiler is present",
+            None,
+        )
+    if wanted not in ("auto", "api"):
+        return FfiMode.API, f"{FFI_MODE_ENV}={wanted!r} is not auto|api|abi; using auto", _lkffi
+    reason = f"{FFI_MODE_ENV}=api" if wanted == "api" else "the compiled module lkrtc_trio._lkffi"
+    return FfiMode.API, reason, _lkffi
+
+
+_MODE, _MODE_REASON, _COMPILED = _choose_binding()
+
+
+def native_info() -> NativeInfo:
+    """Says how lkrtc_trio drives the native core in this process: API mode
+    (the compiled cffi module, the fast path) or ABI mode (the fallback for an
+    install without a C compiler), why, and which library it loaded.
+
+    Never loads the library and never raises.
+    """
+    lib = _native
+    try:
+        version = importlib.metadata.version("livekit")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return NativeInfo(
+        mode=_MODE,
+        reason=_MODE_REASON,
+        library_path=None if lib is None else lib.path,
+        livekit_version=version,
+        loaded=lib is not None,
+    )
 
 
 def find_library() -> Path:
@@ -114,35 +218,56 @@ class NativeLib:
     """The loaded and initialized native core. One per process: use
     :func:`load_native`."""
 
-    def __init__(self, path: Path, *, capture_logs: bool = True) -> None:
-        try:
-            from . import _lkffi  # compiled from native/build_ffi.py
-        except ImportError as exc:  # pragma: no cover - broken install
-            raise NativeLoadError(
-                "lkrtc_trio._lkffi is not built; reinstall lkrtc-trio (pip install -e .)"
-            ) from exc
-        self._ffi: Any = _lkffi.ffi
-        lib: Any = _lkffi.lib
-        err = lib.lk_open(str(path).encode())
-        if err != self._ffi.NULL:
-            raise NativeLoadError(f"cannot open {path}: {self._ffi.string(err).decode()}")
+    def __init__(
+        self, path: Path, *, capture_logs: bool = True, mode: FfiMode | None = None
+    ) -> None:
+        self.mode = _MODE if mode is None else mode
         self.path = path
         self._pid = os.getpid()
         self._forked = False
-        self._lib = lib
         self._tls = threading.local()
+        version = _livekit_version()
+        if self.mode is FfiMode.API:
+            self._ffi, self._lib = self._open_api(path)
+        else:
+            self._ffi, self._lib = self._open_abi(path)
+        self._lib.lk_initialize(capture_logs, _SDK_NAME, version.encode())
+        self.livekit_version = version
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
 
-        @self._ffi.def_extern(onerror=_on_callback_error)  # type: ignore[untyped-decorator]
+    @staticmethod
+    def _open_api(path: Path) -> tuple[Any, Any]:
+        if _COMPILED is None:
+            raise NativeLoadError(f"API mode is not available: {_MODE_REASON}")
+        ffi: Any = _COMPILED.ffi
+        lib: Any = _COMPILED.lib
+        err = lib.lk_open(str(path).encode())
+        if err != ffi.NULL:
+            raise NativeLoadError(f"cannot open {path}: {ffi.string(err).decode()}")
+
+        @ffi.def_extern(onerror=_on_callback_error)  # type: ignore[untyped-decorator]
         def lk_on_event(data: Any, length: int) -> None:
             # Native thread: copy the bytes, hand them on, never raise.
             sink = _event_sink
             if sink is not None:
-                sink(self._ffi.unpack(data, length))
+                sink(ffi.unpack(data, length))
 
-        version = _livekit_version()
-        lib.lk_initialize(capture_logs, _SDK_NAME, version.encode())
-        self.livekit_version = version
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        return ffi, lib
+
+    @staticmethod
+    def _open_abi(path: Path) -> tuple[Any, Any]:
+        from cffi import FFI
+
+        ffi = FFI()
+        ffi.cdef(_ABI_CDEF)
+        try:
+            dl = ffi.dlopen(str(path))
+        except OSError as exc:
+            raise NativeLoadError(f"cannot open {path}: {exc}") from exc
+        try:
+            return ffi, _AbiLib(ffi, dl)
+        except AttributeError as exc:
+            raise NativeLoadError(f"a livekit_ffi_* symbol is missing from {path}: {exc}") from exc
 
     def _after_fork_in_child(self) -> None:
         self._forked = True
@@ -228,6 +353,51 @@ class NativeLib:
         """Shuts the native core down (at interpreter exit)."""
         if not self._forked and os.getpid() == self._pid:
             self._lib.lk_dispose()
+
+
+class _AbiLib:
+    """ABI mode's stand-in for the compiled module's ``lib``: the same ``lk_*``
+    calls as native/lk_shim.c, on the functions ``dlopen`` found. The debug/trace
+    log filter the shim runs in C runs here in Python, on the native thread,
+    before the event reaches the sink (same test: ``_bridge.is_quiet_log``)."""
+
+    def __init__(self, ffi: Any, dl: Any) -> None:
+        # bound once: the request path calls the library's functions directly
+        self.lk_request = dl.livekit_ffi_request
+        self.lk_drop_handle = dl.livekit_ffi_drop_handle
+        self.lk_dispose = dl.livekit_ffi_dispose
+        self._init = dl.livekit_ffi_initialize
+        self._ffi = ffi
+        self._quiet_wanted = False
+        self._quiet_dropped = 0
+        from ._bridge import is_quiet_log
+
+        self.lk_is_quiet_log = lambda data, length: is_quiet_log(bytes(data[:length]))
+        unpack = ffi.unpack
+
+        def on_event(data: Any, length: int) -> None:
+            # Native thread: copy the bytes, drop debug logs, hand on, never raise.
+            event: bytes = unpack(data, length)
+            if not self._quiet_wanted and is_quiet_log(event):
+                self._quiet_dropped += 1
+                return
+            sink = _event_sink
+            if sink is not None:
+                sink(event)
+
+        # Kept for the life of the process: the native core calls it until exit.
+        self._callback = ffi.callback(
+            "void(const char *, size_t)", on_event, onerror=_on_callback_error
+        )
+
+    def lk_initialize(self, capture_logs: bool, sdk: bytes, sdk_version: bytes) -> None:
+        self._init(self._callback, capture_logs, sdk, sdk_version)
+
+    def lk_set_quiet_logs(self, wanted: bool) -> None:
+        self._quiet_wanted = bool(wanted)
+
+    def lk_quiet_logs_dropped_count(self) -> int:
+        return self._quiet_dropped
 
 
 def _on_callback_error(exc_type: Any, exc: Any, tb: Any) -> None:

@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]
+# The fixtures livekit_server, livekit_token and livekit_room_name come from
+# lkrtc_trio's pytest plugin, loaded by its pytest11 entry point (no line here
+# for it); pytester tests that plugin.
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(params=["trio", "asyncio"])

@@ -3,8 +3,8 @@
 * :class:`LocalServer` runs ``livekit-server --dev`` on free ports;
   :func:`install_server` builds and caches the binary (needs Go, once).
 * :func:`mint_token` makes access tokens with the standard library only.
-* ``pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]`` gives the fixtures
-  ``livekit_server``, ``livekit_token`` and ``livekit_room_name``.
+* The pytest plugin (loaded by entry point once lkrtc-trio is installed) gives
+  the fixtures ``livekit_server``, ``livekit_token`` and ``livekit_room_name``.
 * ``python -m lkrtc_trio.testing.netns -- CMD`` runs CMD in a private network
   namespace where WebRTC works without touching the host's interfaces.
 * ``python -m lkrtc_trio.testing install-server|serve|token``.

@@ -1,7 +1,11 @@
 """pytest fixtures for tests against a real livekit-server.
 
-Enable with ``pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]`` in a
-top-level ``conftest.py`` (or ``-p lkrtc_trio.testing.pytest_plugin``).
+Installed with lkrtc-trio (``pip install 'lkrtc-trio[testing]'``), it is loaded
+by its ``pytest11`` entry point: no ``pytest_plugins`` line is needed (an older
+``pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]`` line still works).
+Disable it with ``-p no:lkrtc_trio.testing.pytest_plugin``. The fixtures work
+in sync tests, with pytest-trio (``@pytest.mark.trio``) and with anyio's plugin
+(``@pytest.mark.anyio``, both backends).
 
 Fixtures:
 

@@ -17,7 +17,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -386,55 +385,88 @@ def _env_with_repo() -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def plugin_project(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]\n')
-    (tmp_path / "test_uses_plugin.py").write_text(
-        textwrap.dedent(
-            """\
-            import json, base64, urllib.request
+#: the server cache of this run (read before pytester changes HOME)
+_CACHE_DIR = lt.cache_dir()
 
-            OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-            SEEN = []
+_PLUGIN_TESTS = """
+import base64, json, urllib.request
 
-            def claims(token):
-                part = token.split(".")[1]
-                return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+import pytest
 
-            def test_one(livekit_server, livekit_token, livekit_room_name):
-                SEEN.append(livekit_server)
-                assert livekit_room_name.startswith("test_one-")
-                token = livekit_token("alice", can_publish=False)
-                c = claims(token)
-                assert c["video"]["room"] == livekit_room_name
-                assert c["video"]["canPublish"] is False
-                url = f"{livekit_server.http_url}/rtc/validate?access_token={token}"
-                with OPENER.open(url, timeout=5) as r:
-                    assert r.read() == b"success"
+import lkrtc_trio as lk
 
-            def test_two(livekit_server, livekit_token, livekit_room_name):
-                assert SEEN == [livekit_server]  # one server per session
-                assert claims(livekit_token("bob", "explicit"))["video"]["room"] == "explicit"
-            """
-        )
-    )
-    yield tmp_path
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+SEEN = []
+
+
+def claims(token):
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def test_sync(livekit_server, livekit_token, livekit_room_name):
+    SEEN.append(livekit_server)
+    assert livekit_room_name.startswith("test_sync-")
+    token = livekit_token("alice", can_publish=False)
+    c = claims(token)
+    assert c["video"]["room"] == livekit_room_name
+    assert c["video"]["canPublish"] is False
+    assert claims(livekit_token("bob", "explicit"))["video"]["room"] == "explicit"
+    url = f"{livekit_server.http_url}/rtc/validate?access_token={token}"
+    with OPENER.open(url, timeout=5) as r:
+        assert r.read() == b"success"
+
+
+async def join(livekit_server, livekit_token, livekit_room_name):
+    SEEN.append(livekit_server)
+    async with lk.open_room(livekit_server.url, livekit_token("carol")) as room:
+        assert room.name == livekit_room_name
+        assert room.local_participant.identity == "carol"
+
+
+@pytest.mark.trio
+async def test_pytest_trio(livekit_server, livekit_token, livekit_room_name):
+    await join(livekit_server, livekit_token, livekit_room_name)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio", "asyncio"])
+async def test_anyio_plugin(livekit_server, livekit_token, livekit_room_name, anyio_backend):
+    await join(livekit_server, livekit_token, livekit_room_name)
+
+
+def test_one_server_per_session():
+    assert len(SEEN) == 4 and all(s is SEEN[0] for s in SEEN)
+"""
 
 
 @pytest.mark.integration
-def test_pytest_plugin(plugin_project: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(plugin_project)],
-        cwd=plugin_project,
-        env=_env_with_repo(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+@pytest.mark.parametrize("conftest", ["", 'pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]'])
+def test_pytest_plugin_loads_by_entry_point(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, conftest: str
+) -> None:
+    """Installing lkrtc-trio is enough: the fixtures work with no conftest line
+    (the pytest11 entry point), and an older ``pytest_plugins`` line still works;
+    with pytest-trio's marker and with anyio's plugin on both backends."""
+    # pytester gives the run a HOME of its own: point it at the built server
+    monkeypatch.setenv("LKRTC_CACHE_DIR", str(_CACHE_DIR))
+    if conftest:
+        pytester.makeconftest(conftest)
+    pytester.makepyfile(test_uses_plugin=_PLUGIN_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=240)
+    result.assert_outcomes(passed=5)
+
+
+@pytest.mark.integration
+def test_pytest_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
+    """``-p no:lkrtc_trio.testing.pytest_plugin`` unloads it: proof that the
+    fixtures above came from the entry point."""
+    pytester.makepyfile(test_uses_plugin=_PLUGIN_TESTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:lkrtc_trio.testing.pytest_plugin", "-q", timeout=120
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    result.assert_outcomes(errors=4, failed=1)
+    result.stdout.fnmatch_lines(["*fixture 'livekit_server' not found*"])
 
 
 @pytest.mark.integration
