@@ -15,10 +15,13 @@ NETNS  := $(VPY) -m lkrtc_trio.testing.netns --
 # (on PATH as pythonX.Y, or under pyenv), a venv of its own (.venv-X.Y), then
 # the unit and property tests, the lent-buffer crash regression and one room
 # round trip (the tests marked `matrix`). A version not found is reported.
+# The venvs are installed one after the other (an editable install compiles the
+# binding into the source tree), then the versions' test runs go in parallel,
+# each into .venv-X.Y/test-matrix.log (its tail is printed).
 MATRIX_PYTHONS ?= 3.10 3.11 3.12 3.13
 PYENV_ROOT     ?= $(HOME)/.pyenv
 
-.PHONY: setup sysdeps server wheelhouse test test-matrix lint typecheck unit demo bench soak clean
+.PHONY: setup sysdeps server wheelhouse test test-matrix lint typecheck docs unit demo bench soak clean
 
 setup: $(STAMP) sysdeps server wheelhouse
 
@@ -63,11 +66,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VPY) -m mypy
 
-test: setup lint typecheck
+# `make docs`: the site (guides + API reference from the docstrings) in
+# docs/_build/html; warnings (and unresolved references: -n) are errors.
+docs: $(STAMP)
+	$(VPY) -m sphinx -n -W --keep-going -q -b html docs docs/_build/html
+
+test: setup lint typecheck docs
 	$(NETNS) $(VPY) -m pytest $(PYTEST_ARGS)
 
 test-matrix: sysdeps server
-	@tested=""; missing=""; \
+	@tested=""; missing=""; venvs=""; \
 	for v in $(MATRIX_PYTHONS); do \
 	  py=""; \
 	  for cand in $$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V -r) \
@@ -82,12 +90,19 @@ test-matrix: sysdeps server
 	  [ -x $$venv/bin/python ] || "$$py" -m venv $$venv || exit 1; \
 	  $$venv/bin/python -m pip install -q --upgrade pip && \
 	  $$venv/bin/python -m pip install -q -e ".[test]" || exit 1; \
-	  $(NETNS) $$venv/bin/python -m pytest -q -p no:cacheprovider \
-	    -m "not integration or matrix" $(PYTEST_ARGS) || exit 1; \
-	  tested="$$tested $$v"; \
+	  venvs="$$venvs $$v"; \
 	done; \
-	echo "test-matrix: passed on CPython$$tested$${missing:+; not found:$$missing}"; \
-	[ -n "$$tested" ]
+	pids=""; for v in $$venvs; do \
+	  $(NETNS) .venv-$$v/bin/python -m pytest -q -p no:cacheprovider \
+	    -m "not integration or matrix" $(PYTEST_ARGS) > .venv-$$v/test-matrix.log 2>&1 & \
+	  pids="$$pids $$!"; \
+	done; \
+	failed=""; set -- $$pids; for v in $$venvs; do \
+	  if wait $$1; then tested="$$tested $$v"; else failed="$$failed $$v"; fi; shift; \
+	  echo "test-matrix: CPython $$v:"; tail -n 25 .venv-$$v/test-matrix.log; \
+	done; \
+	echo "test-matrix: passed on CPython$$tested$${failed:+; FAILED on:$$failed}$${missing:+; not found:$$missing}"; \
+	[ -n "$$tested" ] && [ -z "$$failed" ]
 
 unit: $(STAMP)
 	$(VPY) -m pytest -m "not integration" $(PYTEST_ARGS)
@@ -112,4 +127,4 @@ soak: setup
 	for b in $(SOAK_BACKENDS); do tail -n 1 soak-$$b.log; done; exit $$rc
 
 clean:
-	rm -rf $(VENV) .venv-3.* build dist $(WHEELHOUSE) *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c
+	rm -rf $(VENV) .venv-3.* build dist $(WHEELHOUSE) *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c docs/_build
