@@ -7,13 +7,9 @@ plain pytest fixtures, in trio or asyncio test suites, and in scripts.
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
-import hmac
-import json
 import os
 import random
 import shutil
@@ -25,11 +21,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal
+from typing import IO, Literal, cast
+
+import jwt
+
+from ..api._token import AccessToken, ParticipantKind, VideoGrants
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -801,10 +803,6 @@ class LocalServer:
 # --------------------------------------------------------------------------- tokens
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def mint_token(
     identity: str,
     room: str,
@@ -825,9 +823,11 @@ def mint_token(
 ) -> str:
     """Return an HS256 access token that lets ``identity`` join ``room``.
 
-    The claims match LiveKit's access tokens: ``iss`` (API key), ``sub``
-    (identity), ``nbf`` (now - 10 s, for clock skew), ``exp``, optional ``name``,
-    ``metadata``, ``attributes``, ``kind``, and a ``video`` grant.
+    Made with ``lkrtc_trio.api.AccessToken`` (PyJWT): ``iss`` (API key),
+    ``sub`` (identity), ``nbf`` (now - 10 s, for clock skew), ``exp``,
+    optional ``name``, ``metadata``, ``attributes``, ``kind``, and a ``video``
+    grant. PyJWT's warning about a short secret (the dev server's ``secret``)
+    is silenced here.
 
     Args:
         identity: Participant identity.
@@ -862,38 +862,33 @@ def mint_token(
         raise ValueError("api_key and api_secret must not be empty")
     if not ttl > 0:
         raise ValueError("ttl must be positive")
-    now = int(time.time())
-    video: dict[str, object] = {
-        "roomJoin": True,
-        "room": room,
-        "canPublish": can_publish,
-        "canSubscribe": can_subscribe,
-        "canPublishData": can_publish_data,
-        "canUpdateOwnMetadata": can_update_own_metadata,
-        "hidden": hidden,
-    }
-    if room_admin:
-        video["roomAdmin"] = True
-    claims: dict[str, object] = {
-        "iss": api_key,
-        "sub": identity,
-        "nbf": now - 10,
-        "exp": now + int(ttl),
-        "video": video,
-    }
-    if name is not None:
-        claims["name"] = name
-    if metadata is not None:
-        claims["metadata"] = metadata
-    if attributes is not None:
-        claims["attributes"] = dict(attributes)
-    if kind is not None:
-        claims["kind"] = kind
-    header = {"alg": "HS256", "typ": "JWT"}
-    signing_input = (
-        _b64url(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    token = (
+        AccessToken(api_key, api_secret)
+        .with_identity(identity)
+        .with_ttl(timedelta(seconds=ttl))
+        .with_grants(
+            VideoGrants(
+                room_join=True,
+                room=room,
+                can_publish=can_publish,
+                can_subscribe=can_subscribe,
+                can_publish_data=can_publish_data,
+                can_update_own_metadata=can_update_own_metadata,
+                hidden=hidden,
+                room_admin=True if room_admin else None,
+            )
+        )
     )
-    signature = hmac.new(api_secret.encode(), signing_input.encode("ascii"), hashlib.sha256)
-    return signing_input + "." + _b64url(signature.digest())
+    if name is not None:
+        token.with_name(name)
+    if metadata is not None:
+        token.with_metadata(metadata)
+    if attributes is not None:
+        token.with_attributes(attributes)
+    if kind is not None:
+        token.with_kind(cast(ParticipantKind, kind))
+    short_secret = getattr(jwt, "InsecureKeyLengthWarning", None)  # PyJWT >= 2.10
+    with warnings.catch_warnings():
+        if short_secret is not None:
+            warnings.simplefilter("ignore", short_secret)
+        return token._to_jwt(backdate=10)
