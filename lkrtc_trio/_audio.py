@@ -356,7 +356,8 @@ class AudioResampler:
     ``flush()`` returns the rest. Close it to release its native handle.
 
     Args:
-        input_rate / output_rate: Hz.
+        input_rate: Hz of the frames pushed.
+        output_rate: Hz of the frames returned.
         num_channels: channels of the frames pushed (kept as is).
         quality: 0 quick ... 4 very high (sox quality recipes).
 

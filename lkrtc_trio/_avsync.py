@@ -366,8 +366,8 @@ class AVSynchronizer:
 
     @property
     def last_audio_time(self) -> float:
-        """The timestamp of the audio playing out now: the last audio timestamp
-        pushed minus what the audio source still has queued."""
+        """The timestamp of the audio playing out now (the last audio timestamp
+        pushed minus what the audio source still has queued)."""
         return self._last_audio_time - self._audio_source.queued_duration
 
     # -- the pacing task ---------------------------------------------------------------

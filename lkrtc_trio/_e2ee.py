@@ -345,7 +345,7 @@ class FrameCryptor(metaclass=NoPublicConstructor):
 
     @property
     def participant_identity(self) -> str:
-        """Whose frames: your own identity for a track you publish."""
+        """Whose frames these are (your own identity for a track you publish)."""
         return self._participant_identity
 
     @property

@@ -154,8 +154,8 @@ class TrackPublication:
 
     @property
     def track(self) -> Track | None:
-        """The track: a local publication's own track; a remote one's once
-        subscribed (None before, and after unsubscribing)."""
+        """The track (a local publication's own track; a remote one's once
+        subscribed, None before and after unsubscribing)."""
         track: Track | None = self._rec.track
         return track
 
@@ -831,7 +831,7 @@ class LocalParticipant(Participant):
         :meth:`send_bytes`.
 
         Raises:
-            FileNotFoundError / IsADirectoryError / PermissionError: ``path``
+            FileNotFoundError, IsADirectoryError, PermissionError: ``path``
                 is not a readable file (checked before anything is sent).
             TypeError: an argument of the wrong type.
             StreamError: the native core could not send it.
@@ -1406,7 +1406,7 @@ class LocalParticipant(Participant):
                 1401 recipient not found, 1402 payload too large (raised before
                 sending), 1500 the handler failed, 1501/1502 timeouts, or the
                 handler's own code).
-            TypeError / ValueError: invalid arguments.
+            TypeError, ValueError: invalid arguments.
             RoomClosedError: the room is closed.
 
         Cancellation: returns at once and leaves nothing pending; a late

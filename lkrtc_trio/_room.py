@@ -299,9 +299,9 @@ class Room(metaclass=NoPublicConstructor):
     """A connected room. Get one from :func:`open_room` (it has no public
     constructor).
 
-    A thin facade over two parts: the :class:`~lkrtc_trio._session.RoomSession`
+    A thin facade over two parts: the ``RoomSession``
     (lifecycle, handles, task group, RPC queue) and the sans-I/O
-    :class:`~lkrtc_trio._state.RoomState` (room and participant state). As the
+    ``RoomState`` (room and participant state). As the
     dispatcher's sink for the room's handles it hands each native event to the
     state mirror and offers the event it returns to every subscription.
     """
@@ -397,8 +397,8 @@ class Room(metaclass=NoPublicConstructor):
 
     @property
     def e2ee_manager(self) -> E2EEManager:
-        """End-to-end encryption: the key provider and the frame cryptors
-        (``key_provider`` None and ``enabled`` False without
+        """End-to-end encryption (the key provider and the frame cryptors;
+        ``key_provider`` None and ``enabled`` False without
         ``RoomOptions.encryption``)."""
         return self._e2ee_manager
 
@@ -536,7 +536,7 @@ class Room(metaclass=NoPublicConstructor):
         peer connection (the default) every report is in ``publisher_stats``.
 
         Raises:
-            RoomClosedError / RoomDisconnectedError: the room is not connected.
+            RoomClosedError, RoomDisconnectedError: the room is not connected.
             NativeError: the native core failed to collect them.
 
         Cancellation: returns at once; the late answer is dropped.
@@ -559,7 +559,7 @@ class Room(metaclass=NoPublicConstructor):
 
         Raises:
             ValueError: ``scenario`` is not a :class:`SimulateScenario`.
-            RoomClosedError / RoomDisconnectedError: the room is not connected.
+            RoomClosedError, RoomDisconnectedError: the room is not connected.
             NativeError: the native core refused it.
 
         Cancellation: returns at once; the scenario may still run.

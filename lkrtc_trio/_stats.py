@@ -277,7 +277,7 @@ class InboundRtpStats(RtpStreamStats):
     fec_packets_received: int | None = None
     fec_packets_discarded: int | None = None
     bytes_received: int | None = None
-    """Payload bytes (without RTP headers: see ``header_bytes_received``)."""
+    """Payload bytes (without RTP headers; see ``header_bytes_received``)."""
     nack_count: int | None = None
     fir_count: int | None = None
     pli_count: int | None = None
@@ -317,7 +317,7 @@ class OutboundRtpStats(RtpStreamStats):
 
     packets_sent: int | None = None
     bytes_sent: int | None = None
-    """Payload bytes (without RTP headers: see ``header_bytes_sent``)."""
+    """Payload bytes (without RTP headers; see ``header_bytes_sent``)."""
     mid: str | None = None
     media_source_id: str | None = None
     remote_id: str | None = None

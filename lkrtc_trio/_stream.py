@@ -280,8 +280,10 @@ class AudioStream(_MediaStream[AudioFrame]):
 
     Args:
         track: a subscribed remote audio track (or a local one).
-        sample_rate / num_channels: the format to deliver (the native core
-            resamples and remixes); default 48000 Hz mono.
+        sample_rate: the rate to deliver (the native core resamples);
+            default 48000 Hz.
+        num_channels: the channel count to deliver (the native core
+            remixes); default 1 (mono).
         frame_size_ms: duration of each frame (default: the native 10 ms).
         capacity: frames buffered before the oldest is dropped (default 100,
             1 s of 10 ms frames).
@@ -377,7 +379,7 @@ class AudioStream(_MediaStream[AudioFrame]):
 
         Raises:
             ResourceClosedError: the participant has already left.
-            ValueError / TypeError / NativeError: as the constructor.
+            ValueError, TypeError, NativeError: as the constructor.
         """
         req = ffi_pb2.FfiRequest()
         msg = req.audio_stream_from_participant

@@ -336,7 +336,8 @@ class VideoSource:
     """Video you produce, to publish through a :class:`LocalVideoTrack`.
 
     Args:
-        width / height: the resolution the track announces.
+        width: the width the track announces (pixels).
+        height: the height the track announces (pixels).
         is_screencast: tune the encoder for screen content.
 
     Raises:
