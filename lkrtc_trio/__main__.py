@@ -1,33 +1,24 @@
-"""``python -m lkrtc_trio``: ``--version`` prints lkrtc-trio's version and the
-``livekit`` wheel's (the native core it drives), with the tested range."""
+"""``python -m lkrtc_trio``: the ``lkrtc`` command line tool (see ``--help``).
+
+``python -m lkrtc_trio --version`` prints lkrtc-trio's version and the
+``livekit`` wheel's (the native core it drives), with the tested range.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 
-from ._version import TESTED_LIVEKIT, __version__, livekit_version
+from ._cli import main as _cli_main
+from ._cli import version_line as version_line
+
+__all__ = ["main", "version_line"]
 
 
-def version_line() -> str:
-    return f"lkrtc-trio {__version__} (livekit {livekit_version()}; tested livekit{TESTED_LIVEKIT})"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Exit status 0 on success, 2 for a usage error (argparse's)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lkrtc_trio",
-        description="lkrtc-trio: a LiveKit real-time client SDK for trio and anyio.",
-    )
-    parser.add_argument(
-        "--version", action="store_true", help="print the lkrtc-trio and livekit versions"
-    )
-    args = parser.parse_args(argv)
-    if args.version:
-        print(version_line())
-        return 0
-    parser.print_help()
-    return 0
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``lkrtc`` as ``python -m lkrtc_trio``; returns its exit status
+    (0 success, 2 usage error; the full table is in ``--help``)."""
+    return _cli_main(argv, prog="python -m lkrtc_trio")
 
 
 if __name__ == "__main__":

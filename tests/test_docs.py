@@ -833,7 +833,6 @@ async def agent_serves_alice(h: Harness, ns: Namespace) -> None:
 SPECS: dict[str, list[Spec]] = {
     "README.md": [
         Spec("import trio", program=True),
-        Spec('pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]'),
     ],
     "docs/getting-started.md": [
         Spec("import lkrtc_trio as lk", after=mode_printed),
@@ -902,7 +901,7 @@ SPECS: dict[str, list[Spec]] = {
             needs=("room",),
             during=then_end_room(bob_sends_chat, seen=(chat_from_bob,)),
         ),
-        Spec('pytest_plugins = ["lkrtc_trio.testing.pytest_plugin"]', after=hello_test_passes),
+        Spec("# no conftest line needed", after=hello_test_passes),
     ],
     "docs/rpc.md": [
         Spec("import json", needs=("url", "token")),
