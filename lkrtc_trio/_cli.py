@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, final
+from typing import Any, TextIO, final
 
 import trio
 
@@ -45,9 +45,7 @@ from .testing import (
     ServerInfo,
     ServerInstallError,
     ServerStartError,
-    free_ports,
     install_server,
-    test_host,
 )
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -823,17 +821,10 @@ def _start_server(args: argparse.Namespace) -> tuple[LocalServer, ServerInfo]:
     """Starts a LocalServer as asked; returns it and where it listens."""
     keys = _server_keys(args.keys)
     extra = None if keys is None else f"keys:\n  {keys[0]}: {keys[1]}\n"
-    server = LocalServer(binary=install_server(), host=args.host, extra_config=extra)
-    if args.port is None:
-        info = server.start()
-    else:
-        host = args.host or test_host()
-        tcp, udp = free_ports(host, 1, "tcp")[0], free_ports(host, 1, "udp")[0]
-        # LocalServer.start() picks free ports; restart() reuses the last
-        # run's, which is the one way to choose them (until LocalServer takes
-        # ports as arguments).
-        server._last_info = ServerInfo(host=host, http_port=args.port, tcp_port=tcp, udp_port=udp)
-        info = server.restart()
+    server = LocalServer(
+        binary=install_server(), host=args.host, extra_config=extra, http_port=args.port
+    )
+    info = server.start()
     if keys is not None:
         info = dataclasses.replace(info, api_key=keys[0], api_secret=keys[1])
     return server, info
@@ -1431,11 +1422,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "lkrtc") -> int:
-    """Runs ``lkrtc``.
-
-    Called without ``argv`` (the ``lkrtc`` console script, ``python -m
-    lkrtc_trio``), it is the program: it ends the process itself once the
-    command is done, see :func:`exit_now`. With ``argv``, it returns.
+    """Runs ``lkrtc`` (the console script, and ``python -m lkrtc_trio``).
 
     Args:
         argv: arguments after the program name (default ``sys.argv[1:]``).
@@ -1445,28 +1432,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "lkrtc") -> int:
         The exit status (see :class:`ExitCode`); unexpected exceptions (bugs)
         propagate.
     """
-    code = run(argv, prog=prog)
-    if argv is None:
-        exit_now(code)
-    return code
-
-
-def exit_now(code: int) -> NoReturn:
-    """Flushes stdout and stderr and ends the process with ``code`` at once,
-    without the interpreter's teardown.
-
-    Everything the command owned is closed by then (rooms left, server
-    stopped, output flushed). What remains is the native core's own teardown,
-    and that can abort the process: after a rejected connect, about 1 process
-    in 25 (measured six at a time) dies of SIGABRT at interpreter exit (a
-    tokio worker's "panic in a function that cannot unwind"), which would turn
-    a documented exit status into 134. Skipping the teardown keeps the
-    documented one.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+    return run(argv, prog=prog)
 
 
 def run(argv: Sequence[str] | None = None, *, prog: str = "lkrtc") -> int:

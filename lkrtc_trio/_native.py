@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +205,10 @@ def find_library() -> Path:
 
 _event_sink: Callable[[bytes], None] | None = None
 
+#: Seconds :meth:`NativeLib.dispose` waits at exit for native threads already
+#: waiting for the GIL (see there).
+_EXIT_DRAIN = 0.02
+
 
 def set_event_sink(sink: Callable[[bytes], None] | None) -> None:
     """Sets the one function that receives every native event's bytes.
@@ -350,9 +355,21 @@ class NativeLib:
         return bytearray(ffi.buffer(ffi.cast("const char *", address), length))
 
     def dispose(self) -> None:
-        """Shuts the native core down (at interpreter exit)."""
-        if not self._forked and os.getpid() == self._pid:
-            self._lib.lk_dispose()
+        """Shuts the native core down (at interpreter exit, from ``atexit``).
+
+        First no event may enter Python any more (the C shim drops them), then
+        a short sleep lets a native thread that was already waiting for the
+        GIL through while the interpreter still runs: one that asked for the
+        GIL of a finalizing interpreter would be ended by CPython (before 3.14)
+        with ``pthread_exit()``, and that unwind through the native core's
+        Rust frames aborts the process. In ABI mode the check runs in Python,
+        so only the second half of this protection applies.
+        """
+        if self._forked or os.getpid() != self._pid:
+            return
+        self._lib.lk_close_events()
+        time.sleep(_EXIT_DRAIN)
+        self._lib.lk_dispose()
 
 
 class _AbiLib:
@@ -370,6 +387,7 @@ class _AbiLib:
         self._ffi = ffi
         self._quiet_wanted = False
         self._quiet_dropped = 0
+        self._closed = False
         from ._bridge import is_quiet_log
 
         self.lk_is_quiet_log = lambda data, length: is_quiet_log(bytes(data[:length]))
@@ -377,6 +395,8 @@ class _AbiLib:
 
         def on_event(data: Any, length: int) -> None:
             # Native thread: copy the bytes, drop debug logs, hand on, never raise.
+            if self._closed:
+                return
             event: bytes = unpack(data, length)
             if not self._quiet_wanted and is_quiet_log(event):
                 self._quiet_dropped += 1
@@ -395,6 +415,9 @@ class _AbiLib:
 
     def lk_set_quiet_logs(self, wanted: bool) -> None:
         self._quiet_wanted = bool(wanted)
+
+    def lk_close_events(self) -> None:
+        self._closed = True
 
     def lk_quiet_logs_dropped_count(self) -> int:
         return self._quiet_dropped

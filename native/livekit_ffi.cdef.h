@@ -24,6 +24,8 @@ bool lk_drop_handle(uint64_t handle);
 /* Initializes the native core with lk_on_event as its event callback. */
 void lk_initialize(bool capture_logs, const char *sdk, const char *sdk_version);
 void lk_dispose(void);
+/* At interpreter exit: drop every later event in C, never entering Python. */
+void lk_close_events(void);
 /* Whether debug/trace-only log batches reach lk_on_event (default false:
  * the C side drops them on the native thread, without the GIL), and how many
  * it dropped so far. */

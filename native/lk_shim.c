@@ -92,7 +92,19 @@ static bool lk_is_quiet_log(const char *data, size_t len) {
     return true;
 }
 
+/* Set at interpreter exit (lk_close_events), before the interpreter finalizes:
+ * from then on events are dropped here, without entering Python. A native
+ * thread that asks for the GIL of a finalizing interpreter is ended with
+ * pthread_exit() (CPython before 3.14), and that forced unwind through the
+ * native core's Rust frames aborts the whole process. */
+static volatile int lk_events_closed = 0;
+
+static void lk_close_events(void) { __atomic_store_n(&lk_events_closed, 1, __ATOMIC_SEQ_CST); }
+
 static void lk_on_native_event(const char *data, size_t len) {
+    if (__atomic_load_n(&lk_events_closed, __ATOMIC_SEQ_CST)) {
+        return;
+    }
     if (!lk_quiet_logs_wanted && lk_is_quiet_log(data, len)) {
         __atomic_add_fetch(&lk_quiet_logs_dropped, 1, __ATOMIC_RELAXED);
         return;

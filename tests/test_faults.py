@@ -154,3 +154,49 @@ def test_lent_buffers_survive_cancellation_exceptions_and_gc(
     # nothing left behind: no handle, no pending request, no pinned buffer
     assert report["leftover"] == {"handles": {}, "pending": 0}
     assert report["pinned"] == 0
+
+
+_REJECTED_THEN_EXIT = """
+import sys
+import anyio
+import lkrtc_trio as lk
+
+async def main() -> None:
+    try:
+        async with lk.open_room(sys.argv[1], "not-a-token"):
+            raise AssertionError("connected with a bad token")
+    except lk.ConnectError:
+        pass
+
+anyio.run(main, backend=sys.argv[2])
+print("exiting")
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_the_process_exits_cleanly_right_after_a_rejected_connect(
+    livekit_server: ServerInfo, backend: str
+) -> None:
+    """A rejected connect leaves native threads that still send events while
+    the interpreter exits. One that asked for the GIL of a finalizing
+    interpreter was ended with pthread_exit(), and that unwind through the
+    native core's Rust frames aborted the process (SIGABRT, about 1 exit in
+    25). The C shim now stops events at exit before the interpreter finalizes:
+    24 processes per backend, 4 at a time, must all exit 0."""
+    codes: list[int] = []
+    for _ in range(6):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _REJECTED_THEN_EXIT, livekit_server.url, backend],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            codes.append(proc.returncode)
+            assert proc.returncode == 0 and out.strip() == "exiting", err[-2000:]
+    assert codes == [0] * 24

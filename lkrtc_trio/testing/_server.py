@@ -494,6 +494,8 @@ class LocalServer:
             SIGTERM, which livekit-server takes as "force", goes after 0.5 s).
         log_dir: Directory for ``livekit-server-<port>.log``; kept after :meth:`stop`.
             None means a temporary directory that :meth:`stop` removes.
+        http_port: The HTTP/WebSocket port (the URL's); None means a free
+            port. The RTC ports are always free ones.
     """
 
     def __init__(
@@ -506,7 +508,11 @@ class LocalServer:
         start_timeout: float = 30.0,
         stop_timeout: float = 5.0,
         log_dir: Path | str | None = None,
+        http_port: int | None = None,
     ) -> None:
+        if http_port is not None and not 0 < http_port < 65536:
+            raise ValueError(f"http_port must be in 1..65535, got {http_port}")
+        self.http_port = http_port
         self._binary = Path(binary) if binary is not None else None
         self._host = host
         self.extra_config = extra_config
@@ -633,7 +639,8 @@ class LocalServer:
                 return self._start_once(binary, host)
             except ServerStartError as exc:
                 # Another process may have grabbed a picked port in the meantime.
-                if attempt == attempts or "address already in use" not in str(exc).lower():
+                clash = "address already in use" in str(exc).lower()
+                if attempt == attempts or not clash or self.http_port is not None:
                     raise
                 _log(f"livekit-server port clash; retrying ({attempt}/{attempts})")
         raise AssertionError("unreachable")  # pragma: no cover
@@ -676,6 +683,8 @@ class LocalServer:
         if info is None:
             tcp_ports = free_ports(host, 2, "tcp")
             udp_ports = free_ports(host, 2 if self.turn else 1, "udp")
+            if self.http_port is not None:
+                tcp_ports = [self.http_port, next(p for p in tcp_ports if p != self.http_port)]
             info = ServerInfo(
                 host=host, http_port=tcp_ports[0], tcp_port=tcp_ports[1], udp_port=udp_ports[0]
             )

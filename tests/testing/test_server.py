@@ -332,6 +332,18 @@ def test_two_local_servers_side_by_side(server_binary: Path) -> None:
         _ = first.info
 
 
+@pytest.mark.integration
+def test_local_server_on_a_chosen_http_port(server_binary: Path) -> None:
+    host = lt.test_host()
+    port = lt.free_port(host)
+    with lt.LocalServer(binary=server_binary, http_port=port) as info:
+        assert info.http_port == port and info.tcp_port != port
+        assert info.url == f"ws://{host}:{port}"
+        assert _http_get(info.http_url + "/") == (200, b"OK")
+    with pytest.raises(ValueError, match="http_port"):
+        lt.LocalServer(binary=server_binary, http_port=0)
+
+
 def test_config_body(tmp_path: Path) -> None:
     info = lt.ServerInfo(host="127.0.0.1", http_port=1, tcp_port=2, udp_port=3)
     body = lt.LocalServer(extra_config="logging:\n  level: warn").config_body(info)
