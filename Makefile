@@ -23,7 +23,7 @@ PYENV_ROOT     ?= $(HOME)/.pyenv
 
 .PHONY: setup sysdeps server wheelhouse test test-matrix lint typecheck docs unit demo bench soak clean
 
-setup: $(STAMP) sysdeps server wheelhouse
+setup: $(STAMP) sysdeps server
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -74,7 +74,7 @@ docs: $(STAMP)
 	$(VPY) -m sphinx -E -n -W --keep-going -q -b html docs docs/_build/html
 	$(VPY) docs/conf.py --stamp docs/_build/html
 
-test: setup lint typecheck docs
+test: setup wheelhouse lint typecheck docs
 	$(NETNS) $(VPY) -m pytest $(PYTEST_ARGS)
 
 test-matrix: sysdeps server

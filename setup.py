@@ -34,7 +34,7 @@ class optional_build_ext(build_ext):
         print(
             "lkrtc-trio: the compiled binding lkrtc_trio._lkffi was not built "
             f"({type(exc).__name__}: {exc}); lkrtc_trio will use cffi's ABI mode "
-            "(the same behaviour, calls about 10% slower)",
+            "(the same behaviour; each native call costs a little more)",
             file=sys.stderr,
         )
 
