@@ -1001,19 +1001,21 @@ TONE_FRAME = TONE_RATE // 100  # 10 ms
 
 async def publish_tone(room: lk.Room, frequency: float) -> None:
     """Publishes a sine tone as a microphone track until cancelled."""
+    import numpy as np  # only this command needs it
+
     source = lk.AudioSource(TONE_RATE, 1)
     try:
         track = lk.LocalAudioTrack.create_audio_track("tone", source)
         try:
             options = lk.TrackPublishOptions(source=lk.TrackSource.SOURCE_MICROPHONE)
             await room.local_participant.publish_track(track, options)
+            # one second of the tone (and a frame more, so every slice is whole),
+            # computed once; the phase restarts each second as before
             step = 2 * math.pi * frequency / TONE_RATE
+            tone = (9830 * np.sin(step * np.arange(TONE_RATE + TONE_FRAME))).astype(np.int16)
             n = 0
             while True:
-                frame = lk.AudioFrame.create(TONE_RATE, 1, TONE_FRAME)
-                data = frame.data
-                for i in range(TONE_FRAME):
-                    data[i] = int(9830 * math.sin(step * (n + i)))
+                frame = lk.AudioFrame.from_numpy(tone[n : n + TONE_FRAME].copy(), TONE_RATE)
                 n = (n + TONE_FRAME) % TONE_RATE
                 await source.capture_frame(frame)
         finally:
@@ -1275,7 +1277,7 @@ async def _room(args: argparse.Namespace) -> int:
             else:
                 _print_rooms(rooms)
         elif args.room_command == "create":
-            created = await lkapi.room.create_room(_create_request(api, args))
+            created = await lkapi.room.create_room(_create_request(args))
             if args.json:
                 print(json.dumps(room_record(created)))
             else:
@@ -1286,17 +1288,17 @@ async def _room(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _create_request(api: Any, args: argparse.Namespace) -> Any:
-    fields: dict[str, object] = {"name": str(args.name)}
+def _create_request(args: argparse.Namespace) -> api.CreateRoomRequest:
+    request = api.CreateRoomRequest(name=str(args.name))
     if args.empty_timeout is not None:
-        fields["empty_timeout"] = int(args.empty_timeout.total_seconds())
+        request.empty_timeout = int(args.empty_timeout.total_seconds())
     if args.departure_timeout is not None:
-        fields["departure_timeout"] = int(args.departure_timeout.total_seconds())
+        request.departure_timeout = int(args.departure_timeout.total_seconds())
     if args.max_participants is not None:
-        fields["max_participants"] = int(args.max_participants)
+        request.max_participants = int(args.max_participants)
     if args.metadata is not None:
-        fields["metadata"] = str(args.metadata)
-    return api.CreateRoomRequest(**fields)
+        request.metadata = str(args.metadata)
+    return request
 
 
 def cmd_room(args: argparse.Namespace) -> int:

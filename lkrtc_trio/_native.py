@@ -162,15 +162,11 @@ def native_info() -> NativeInfo:
     Never loads the library and never raises.
     """
     lib = _native
-    try:
-        version = importlib.metadata.version("livekit")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
     return NativeInfo(
         mode=_MODE,
         reason=_MODE_REASON,
         library_path=None if lib is None else lib.path,
-        livekit_version=version,
+        livekit_version=_livekit_version(),
         loaded=lib is not None,
     )
 

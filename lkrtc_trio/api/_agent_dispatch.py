@@ -24,7 +24,6 @@ from livekit.protocol.agent_dispatch import (
 )
 
 from .._errors import NoPublicConstructor
-from ._token import VideoGrants
 from ._twirp import TwirpTransport
 
 __all__ = ["AgentDispatchService"]
@@ -39,9 +38,6 @@ class AgentDispatchService(metaclass=NoPublicConstructor):
 
     def __init__(self, transport: TwirpTransport) -> None:
         self._transport = transport
-
-    def _admin(self, room: str) -> str:
-        return self._transport.token(VideoGrants(room_admin=True, room=room))
 
     async def create_dispatch(self, req: CreateAgentDispatchRequest) -> AgentDispatch:
         """Dispatch the agent ``req.agent_name`` to ``req.room`` with ``req.metadata``.
@@ -58,7 +54,11 @@ class AgentDispatchService(metaclass=NoPublicConstructor):
         not have been created.
         """
         return await self._transport.call(
-            _SERVICE, "CreateDispatch", req, AgentDispatch, token=self._admin(req.room)
+            _SERVICE,
+            "CreateDispatch",
+            req,
+            AgentDispatch,
+            token=self._transport.admin_token(req.room),
         )
 
     async def delete_dispatch(self, dispatch_id: str, room_name: str) -> AgentDispatch:
@@ -80,7 +80,11 @@ class AgentDispatchService(metaclass=NoPublicConstructor):
         """
         request = DeleteAgentDispatchRequest(dispatch_id=dispatch_id, room=room_name)
         return await self._transport.call(
-            _SERVICE, "DeleteDispatch", request, AgentDispatch, token=self._admin(room_name)
+            _SERVICE,
+            "DeleteDispatch",
+            request,
+            AgentDispatch,
+            token=self._transport.admin_token(room_name),
         )
 
     async def list_dispatch(self, room_name: str) -> list[AgentDispatch]:
@@ -98,14 +102,7 @@ class AgentDispatchService(metaclass=NoPublicConstructor):
 
         Cancellation: nothing stays pending locally (the call changes nothing).
         """
-        response = await self._transport.call(
-            _SERVICE,
-            "ListDispatch",
-            ListAgentDispatchRequest(room=room_name),
-            ListAgentDispatchResponse,
-            token=self._admin(room_name),
-        )
-        return list(response.agent_dispatches)
+        return await self._list(room_name)
 
     async def get_dispatch(self, dispatch_id: str, room_name: str) -> AgentDispatch | None:
         """One dispatch of a room.
@@ -122,11 +119,15 @@ class AgentDispatchService(metaclass=NoPublicConstructor):
 
         Cancellation: nothing stays pending locally (the call changes nothing).
         """
+        found = await self._list(room_name, dispatch_id)
+        return found[0] if found else None
+
+    async def _list(self, room_name: str, dispatch_id: str = "") -> list[AgentDispatch]:
         response = await self._transport.call(
             _SERVICE,
             "ListDispatch",
             ListAgentDispatchRequest(dispatch_id=dispatch_id, room=room_name),
             ListAgentDispatchResponse,
-            token=self._admin(room_name),
+            token=self._transport.admin_token(room_name),
         )
-        return response.agent_dispatches[0] if response.agent_dispatches else None
+        return list(response.agent_dispatches)

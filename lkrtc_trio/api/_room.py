@@ -64,9 +64,6 @@ class RoomService(metaclass=NoPublicConstructor):
     def __init__(self, transport: TwirpTransport) -> None:
         self._transport = transport
 
-    def _admin(self, room: str) -> str:
-        return self._transport.token(VideoGrants(room_admin=True, room=room))
-
     async def create_room(self, create: CreateRoomRequest) -> Room:
         """Create a room (or return the existing room of that name) with the
         request's options: ``empty_timeout``, ``departure_timeout``,
@@ -148,7 +145,11 @@ class RoomService(metaclass=NoPublicConstructor):
         not have been set.
         """
         return await self._transport.call(
-            _SERVICE, "UpdateRoomMetadata", update, Room, token=self._admin(update.room)
+            _SERVICE,
+            "UpdateRoomMetadata",
+            update,
+            Room,
+            token=self._transport.admin_token(update.room),
         )
 
     async def list_participants(
@@ -174,7 +175,7 @@ class RoomService(metaclass=NoPublicConstructor):
             "ListParticipants",
             list,
             ListParticipantsResponse,
-            token=self._admin(list.room),
+            token=self._transport.admin_token(list.room),
         )
 
     async def get_participant(self, get: RoomParticipantIdentity) -> ParticipantInfo:
@@ -194,7 +195,11 @@ class RoomService(metaclass=NoPublicConstructor):
         Cancellation: nothing stays pending locally (the call changes nothing).
         """
         return await self._transport.call(
-            _SERVICE, "GetParticipant", get, ParticipantInfo, token=self._admin(get.room)
+            _SERVICE,
+            "GetParticipant",
+            get,
+            ParticipantInfo,
+            token=self._transport.admin_token(get.room),
         )
 
     async def remove_participant(
@@ -222,7 +227,7 @@ class RoomService(metaclass=NoPublicConstructor):
             "RemoveParticipant",
             remove,
             RemoveParticipantResponse,
-            token=self._admin(remove.room),
+            token=self._transport.admin_token(remove.room),
         )
 
     async def mute_published_track(self, update: MuteRoomTrackRequest) -> MuteRoomTrackResponse:
@@ -251,7 +256,7 @@ class RoomService(metaclass=NoPublicConstructor):
             "MutePublishedTrack",
             update,
             MuteRoomTrackResponse,
-            token=self._admin(update.room),
+            token=self._transport.admin_token(update.room),
         )
 
     async def update_participant(self, update: UpdateParticipantRequest) -> ParticipantInfo:
@@ -278,7 +283,7 @@ class RoomService(metaclass=NoPublicConstructor):
             "UpdateParticipant",
             update,
             ParticipantInfo,
-            token=self._admin(update.room),
+            token=self._transport.admin_token(update.room),
         )
 
     async def update_subscriptions(
@@ -307,7 +312,7 @@ class RoomService(metaclass=NoPublicConstructor):
             "UpdateSubscriptions",
             update,
             UpdateSubscriptionsResponse,
-            token=self._admin(update.room),
+            token=self._transport.admin_token(update.room),
         )
 
     async def send_data(self, send: SendDataRequest) -> SendDataResponse:
@@ -337,5 +342,9 @@ class RoomService(metaclass=NoPublicConstructor):
         if not request.nonce:
             request.nonce = uuid.uuid4().bytes
         return await self._transport.call(
-            _SERVICE, "SendData", request, SendDataResponse, token=self._admin(send.room)
+            _SERVICE,
+            "SendData",
+            request,
+            SendDataResponse,
+            token=self._transport.admin_token(send.room),
         )

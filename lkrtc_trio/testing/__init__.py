@@ -2,7 +2,7 @@
 
 * :class:`LocalServer` runs ``livekit-server --dev`` on free ports;
   :func:`install_server` builds and caches the binary (needs Go, once).
-* :func:`mint_token` makes access tokens with the standard library only.
+* :func:`mint_token` makes access tokens (with :class:`lkrtc_trio.api.AccessToken`).
 * The pytest plugin (loaded by entry point once lkrtc-trio is installed) gives
   the fixtures ``livekit_server``, ``livekit_token`` and ``livekit_room_name``.
 * ``python -m lkrtc_trio.testing.netns -- CMD`` runs CMD in a private network

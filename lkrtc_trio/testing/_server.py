@@ -1,7 +1,8 @@
 """A real livekit-server for tests: install, run, and mint tokens for it.
 
-Everything here is synchronous and uses only the standard library, so it works in
-plain pytest fixtures, in trio or asyncio test suites, and in scripts.
+Everything here is synchronous (the standard library, plus ``lkrtc_trio.api``'s
+``AccessToken`` for tokens), so it works in plain pytest fixtures, in trio or
+asyncio test suites, and in scripts.
 """
 
 from __future__ import annotations
