@@ -36,7 +36,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     unmarked = [
         item.nodeid
         for item in items
-        if {"livekit_server", "server_binary"} & set(getattr(item, "fixturenames", ()))
+        if {"livekit_server", "livekit_cluster", "server_binary"}
+        & set(getattr(item, "fixturenames", ()))
         and item.get_closest_marker("integration") is None
     ]
     if unmarked:

@@ -2,14 +2,22 @@
 
 * :class:`LocalServer` runs ``livekit-server --dev`` on free ports;
   :func:`install_server` builds and caches the binary (needs Go, once).
+* :class:`LocalCluster` runs a Redis and several livekit-server nodes sharing
+  it (:class:`LocalRedis`, :class:`ClusterInfo`; Redis from ``redis-server``
+  on ``PATH``, :func:`find_redis_server`).
 * :func:`mint_token` makes access tokens (with :class:`lkrtc_trio.api.AccessToken`).
 * The pytest plugin (loaded by entry point once lkrtc-trio is installed) gives
-  the fixtures ``livekit_server``, ``livekit_token`` and ``livekit_room_name``.
+  the fixtures ``livekit_server``, ``livekit_cluster``, ``livekit_token`` and
+  ``livekit_room_name``.
 * ``python -m lkrtc_trio.testing.netns -- CMD`` runs CMD in a private network
   namespace where WebRTC works without touching the host's interfaces.
 * ``python -m lkrtc_trio.testing install-server|serve|token``.
 """
 
+from ._cluster import ClusterInfo as ClusterInfo
+from ._cluster import LocalCluster as LocalCluster
+from ._cluster import LocalRedis as LocalRedis
+from ._cluster import find_redis_server as find_redis_server
 from ._server import DEFAULT_API_KEY as DEFAULT_API_KEY
 from ._server import DEFAULT_API_SECRET as DEFAULT_API_SECRET
 from ._server import FALLBACK_VERSIONS as FALLBACK_VERSIONS

@@ -13,6 +13,7 @@ import dataclasses
 import fcntl
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal, cast
+from typing import IO, Literal, Protocol, cast
 
 import jwt
 
@@ -397,6 +398,10 @@ class ServerInfo:
     """UDP port of the embedded TURN server (``LocalServer(turn=True)``), else None."""
     turn_relay_ports: tuple[int, int] | None = None
     """First and last UDP port the TURN server allocates relays from, else None."""
+    node_id: str | None = None
+    """The node's id (``ND_...``, as livekit-server logged it at start), or
+    None when it could not be read. ``CreateRoomRequest(node_id=...)`` places
+    a room on this node in a cluster."""
 
     @property
     def _netloc(self) -> str:
@@ -423,7 +428,12 @@ class ServerInfo:
         return f"turn:{host}:{self.turn_port}?transport=udp"
 
 
-_RUNNING: set[LocalServer] = set()
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+# Servers and Redis instances of this process still running: stopped at exit.
+_RUNNING: set[_Stoppable] = set()
 
 
 @atexit.register
@@ -467,6 +477,8 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
 # seconds even with no participants; a second SIGTERM forces the shutdown
 # (participants are still sent a leave).
 _FORCE_AFTER = 0.5
+
+_NODE_ID = re.compile(r'"nodeID": "(ND_[A-Za-z0-9]+)"')
 
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -738,9 +750,16 @@ class LocalServer:
         except BaseException:
             self._stop(keep_log=False)
             raise
+        info = dataclasses.replace(info, node_id=self._read_node_id())
         self._info = info
         self._last_info = info
         return info
+
+    def _read_node_id(self) -> str | None:
+        # livekit-server logs `starting LiveKit server {..., "nodeID": "ND_..."}`
+        # before it listens, so the line is there once it answers HTTP.
+        match = _NODE_ID.search(self.log_tail(1 << 16)) if self._log_file is not None else None
+        return match.group(1) if match else None
 
     def _wait_ready(self, info: ServerInfo) -> None:
         assert self._process is not None

@@ -13,6 +13,11 @@ Fixtures:
   server started once per session on :func:`~lkrtc_trio.testing.test_host`
   (built on first use, which takes minutes; see
   :func:`~lkrtc_trio.testing.install_server`).
+* ``livekit_cluster`` (session): a :class:`~lkrtc_trio.testing.ClusterInfo`
+  for a :class:`~lkrtc_trio.testing.LocalCluster` of two nodes sharing one
+  Redis, started once per session on first use (needs ``redis-server``; the
+  nodes have the same keys as ``livekit_server``, so ``livekit_token`` tokens
+  work on every node).
 * ``livekit_room_name`` (function): a room name unique to the test.
 * ``livekit_token`` (function): ``livekit_token(identity, room=None, **grants)``
   mints a token for that server's keys; ``room`` defaults to
@@ -29,9 +34,16 @@ from typing import Any, Protocol
 
 import pytest
 
+from ._cluster import ClusterInfo, LocalCluster
 from ._server import LocalServer, ServerInfo, install_server, mint_token
 
-__all__ = ["TokenFactory", "livekit_room_name", "livekit_server", "livekit_token"]
+__all__ = [
+    "TokenFactory",
+    "livekit_cluster",
+    "livekit_room_name",
+    "livekit_server",
+    "livekit_token",
+]
 
 
 class TokenFactory(Protocol):
@@ -62,6 +74,22 @@ def livekit_server() -> Iterator[ServerInfo]:
         yield info
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def livekit_cluster() -> Iterator[ClusterInfo]:
+    """A two-node :class:`~lkrtc_trio.testing.LocalCluster` for the whole session.
+
+    Raises:
+        ServerInstallError: A binary (livekit-server or redis-server) is missing.
+        ServerStartError: A process did not start.
+    """
+    cluster = LocalCluster(nodes=2, binary=install_server())
+    info = cluster.start()
+    try:
+        yield info
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -447,6 +447,17 @@ async def test_anyio_plugin(livekit_server, livekit_token, livekit_room_name, an
     await join(livekit_server, livekit_token, livekit_room_name)
 
 
+def test_cluster_fixture(livekit_cluster, livekit_token):
+    # two nodes sharing one Redis; a livekit_token is good on each of them
+    assert len(livekit_cluster.nodes) == 2
+    assert livekit_cluster.urls[0] != livekit_cluster.urls[1]
+    token = livekit_token("dave")
+    for node in livekit_cluster.nodes:
+        url = f"{node.http_url}/rtc/validate?access_token={token}"
+        with OPENER.open(url, timeout=5) as r:
+            assert r.read() == b"success"
+
+
 def test_one_server_per_session():
     assert len(SEEN) == 4 and all(s is SEEN[0] for s in SEEN)
 """
@@ -466,7 +477,7 @@ def test_pytest_plugin_loads_by_entry_point(
         pytester.makeconftest(conftest)
     pytester.makepyfile(test_uses_plugin=_PLUGIN_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=240)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 @pytest.mark.integration
@@ -477,7 +488,7 @@ def test_pytest_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:lkrtc_trio.testing.pytest_plugin", "-q", timeout=120
     )
-    result.assert_outcomes(errors=4, failed=1)
+    result.assert_outcomes(errors=5, failed=1)
     result.stdout.fnmatch_lines(["*fixture 'livekit_server' not found*"])
 
 
