@@ -1,6 +1,7 @@
 # Quick start: `make demo` and `make test` on a fresh machine; each sets up what
 # it needs (venv, package + test extras, the compiled binding, livekit-server,
-# iproute2 for the test network namespace, nftables for its partitions) and
+# iproute2 for the test network namespace, nftables for its partitions,
+# redis-server for the multi-node cluster) and
 # skips what is already done.
 
 PYTHON ?= python3
@@ -39,6 +40,11 @@ sysdeps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2) \
 	    || echo "could not install iproute2; tests will use plain loopback"; \
 	fi
+	@if [ "$$(id -u)" = 0 ] && ! command -v redis-server >/dev/null 2>&1; then \
+	  echo "installing redis-server for the multi-node cluster tests (LocalCluster)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
+	    || echo "could not install redis-server; the cluster tests cannot run"; \
+	fi
 	@if [ "$$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1; then \
 	  echo "installing nftables (nft) for the network partitions of the fault tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables) \
@@ -74,8 +80,21 @@ docs: $(STAMP)
 	$(VPY) -m sphinx -E -n -W --keep-going -q -b html docs docs/_build/html
 	$(VPY) docs/conf.py --stamp docs/_build/html
 
+# `make test` runs the suite as two pytest processes in parallel, each in a
+# network namespace (and with a livekit-server) of its own: the fault, soak and
+# failover tests (SLOW_TESTS: mostly waiting for timeouts and reconnects) and
+# everything else. The slow shard's output goes to .pytest-slow.log; its tail
+# is printed at the end. `make test PYTEST_ARGS=...` runs one plain pytest
+# instead (e.g. PYTEST_ARGS="tests/test_cluster.py -x").
+SLOW_TESTS := tests/test_network_faults.py tests/test_soak.py tests/test_cluster_failover.py
 test: setup wheelhouse lint typecheck docs
-	$(NETNS) $(VPY) -m pytest $(PYTEST_ARGS)
+	@if [ -n "$(PYTEST_ARGS)" ]; then exec $(NETNS) $(VPY) -m pytest $(PYTEST_ARGS); fi; \
+	$(NETNS) $(VPY) -m pytest -p no:cacheprovider $(SLOW_TESTS) > .pytest-slow.log 2>&1 & slow=$$!; \
+	$(NETNS) $(VPY) -m pytest $(addprefix --ignore=,$(SLOW_TESTS)); main=$$?; \
+	wait $$slow; slow_rc=$$?; \
+	echo "== slow shard ($(SLOW_TESTS)), from .pytest-slow.log:"; tail -n 45 .pytest-slow.log; \
+	echo "== make test: main shard exit $$main, slow shard exit $$slow_rc"; \
+	[ $$main = 0 ] && [ $$slow_rc = 0 ]
 
 test-matrix: sysdeps server
 	@tested=""; missing=""; venvs=""; \
@@ -130,4 +149,4 @@ soak: setup
 	for b in $(SOAK_BACKENDS); do tail -n 1 soak-$$b.log; done; exit $$rc
 
 clean:
-	rm -rf $(VENV) .venv-3.* build dist $(WHEELHOUSE) *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c docs/_build
+	rm -rf $(VENV) .venv-3.* .pytest-slow.log build dist $(WHEELHOUSE) *.egg-info lkrtc_trio/_lkffi*.so lkrtc_trio/_lkffi.c docs/_build

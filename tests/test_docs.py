@@ -999,6 +999,10 @@ SPECS: dict[str, list[Spec]] = {
         Spec("stats = await room.get_rtc_stats()", needs=("room",)),
         Spec("await room.simulate_scenario(", needs=("room",)),
     ],
+    "docs/deployment.md": [
+        # a cluster of its own (Redis and two nodes), started and stopped by the block
+        Spec("import lkrtc_trio as lk", after=printed("alice and bob share one room: True")),
+    ],
     "docs/server-api.md": [
         Spec("import os"),
         Spec("from datetime import timedelta"),

@@ -354,7 +354,7 @@ class LocalCluster:
 
     @property
     def info(self) -> ClusterInfo:
-        """Where the cluster listens: every node, running or not, as last started.
+        """Where the cluster listens (every node, running or not, as last started).
 
         Raises:
             RuntimeError: The cluster is not started.
