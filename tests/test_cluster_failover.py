@@ -236,6 +236,7 @@ async def test_a_node_goes_away_while_rooms_live_on_both(
         r1_events = timeline.of("r1")
         assert isinstance(r1_events[0][1], lk.Reconnecting) and r1_events[0][0] < 1.0, r1_events
         [(at, last)] = timeline.of("r1", lk.Disconnected)
+        assert isinstance(last, lk.Disconnected)
         assert last.reason == lk.DisconnectReason.CONNECTION_TIMEOUT
         assert RECONNECT - 0.2 < at < RECONNECT + 1.5 + (0.5 if how == "stop" else 0), at
         bounds["r1 Disconnected"] = at

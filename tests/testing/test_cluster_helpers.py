@@ -102,7 +102,7 @@ def test_cluster_nodes_share_redis_and_stop_cleanly(server_binary: Path) -> None
         assert _gone(pids[2]) and cluster.info.nodes[2] == info.nodes[2]
     for pid in [*pids, redis_process.pid]:
         assert _gone(pid)
-    assert cluster.nodes == () and not cluster.redis.running
+    assert len(cluster.nodes) == 0 and not cluster.redis.running
     cluster.stop()  # idempotent
 
 
