@@ -1,9 +1,10 @@
 """``python -m bench`` (``make bench``): every scenario, every contender, one run.
 
 Starts a local livekit-server, runs the scenario modules listed in
-``SCENARIOS`` (each contender in its own process, at least ``ROUNDS`` = 5
-rounds per contender, interleaved: round r of lkrtc-trio, round r of the
-official SDK, then round r + 1, ...), prints a table of medians with paired
+``SCENARIOS`` (each contender in its own process, ``ROUNDS`` = 5 rounds per
+contender unless the module sets ``SCENARIO_ROUNDS`` and says why in its
+docstring (``many_rooms``: 3), interleaved: round r of lkrtc-trio, round r of
+the official SDK, then round r + 1, ...), prints a table of medians with paired
 ratios, and writes ``bench/results.json`` and ``docs/performance.md``.
 
 Ratios are paired: round r of a contender is compared with round r of
@@ -14,6 +15,13 @@ is "within noise" (some rounds had the other contender ahead).
 
 ``python -m bench ffi_request rpc`` runs a subset (results are then not
 written).
+
+``python -m bench --merge many_rooms [rpc ...]`` runs a subset and merges it
+into the existing ``bench/results.json``: the rows of the scenarios it ran
+(and their timing and failed rounds) replace the old ones, everything else is
+kept, the machine block records the merge (date, load averages), and
+``docs/performance.md`` is regenerated from the merged results (its "whole
+run" is then the sum of the per-scenario times).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ SCENARIOS = [
     "e2ee",
     "memory",
     "mixer",
+    "many_rooms",
 ]
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,7 +172,16 @@ def table(summary: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     from lkrtc_trio.testing import LocalServer, in_test_netns, install_server
 
-    chosen = sys.argv[1:] or SCENARIOS
+    args = sys.argv[1:]
+    merge = bool(args) and args[0] == "--merge"
+    chosen = args[1:] if merge else (args or SCENARIOS)
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown or (merge and not chosen):
+        raise SystemExit(
+            f"usage: python -m bench [--merge] [SCENARIO ...]; scenarios: {' '.join(SCENARIOS)}"
+        )
+    module_of: dict[str, str] = {}
+    rounds_of: dict[str, int] = {}
     rows: list[Row] = []
     load_start = os.getloadavg()
     started = time.monotonic()
@@ -175,12 +193,15 @@ def main() -> None:
             module = importlib.import_module(f"bench.{name}")
             got: list[Row] = module.run(info.url)
             rows += got
+            module_of.update((r["scenario"], name) for r in got)
+            # a module may run fewer rounds than ROUNDS, saying why (SCENARIO_ROUNDS)
+            rounds_of[name] = getattr(module, "SCENARIO_ROUNDS", ROUNDS)
             timings[name] = time.monotonic() - t0
             for line in table(summarize(got))[2:]:
                 print(line, flush=True)
-    summary = summarize(rows)
+    summary = [{**s, "module": module_of[s["scenario"]]} for s in summarize(rows)]
     total = time.monotonic() - started
-    short = [r for r in rows if len(r["samples"]) < ROUNDS]
+    short = [r for r in rows if len(r["samples"]) < rounds_of[module_of[r["scenario"]]]]
     for r in short:
         print(
             f"warning: {r['scenario']} / {r['case']} / {r['contender']}: only "
@@ -189,6 +210,16 @@ def main() -> None:
     for failed in FAILED_ROUNDS:
         print(f"warning: {failed['round']} failed once (run again): {failed['error'][-300:]}")
     print(f"\ntotal {total:.0f} s")
+    results_path = ROOT / "bench" / "results.json"
+    if merge:
+        load_end = os.getloadavg()[0]
+        results = merged(json.loads(results_path.read_text()), chosen, summary, timings)
+        results["machine"]["merged"] = (
+            f"{' '.join(chosen)} re-run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+            f"(load average at start, end: {load_start[0]:.1f}, {load_end:.1f})"
+        )
+        write(results, sum(results["seconds"].values()))
+        return
     if chosen != SCENARIOS:
         return
     meta = {
@@ -203,11 +234,42 @@ def main() -> None:
         "failed_rounds": FAILED_ROUNDS,
         "rows": summary,
     }
+    write(results, total)
+
+
+def merged(
+    old: dict[str, Any], chosen: list[str], summary: list[dict[str, Any]], timings: dict[str, float]
+) -> dict[str, Any]:
+    """``old`` results with the rows, timings and failed rounds of the
+    scenario modules ``chosen`` replaced by this run's. An old row belongs to
+    a module if it says so (``module``) or has one of this run's scenario
+    names (rows written before rows named their module)."""
+    names = {s["scenario"] for s in summary}
+    kept = [r for r in old["rows"] if r.get("module") not in chosen and r["scenario"] not in names]
+    seconds = {**old.get("seconds", {}), **timings}
+    order = {name: k for k, name in enumerate(SCENARIOS)}
+    failed = [f for f in old.get("failed_rounds", []) if f["round"].split(" ", 1)[0] not in chosen]
+    return {
+        "machine": old["machine"],
+        "seconds": dict(sorted(seconds.items(), key=lambda kv: order.get(kv[0], len(order)))),
+        "failed_rounds": failed + FAILED_ROUNDS,
+        "rows": kept + summary,
+    }
+
+
+def write(results: dict[str, Any], total: float) -> None:
+    """Writes ``results`` to bench/results.json and regenerates docs/performance.md."""
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     from bench.report import write_report
 
+    summary = results["rows"]
     write_report(
-        ROOT / "docs" / "performance.md", meta, summary, table(summary), total, FAILED_ROUNDS
+        ROOT / "docs" / "performance.md",
+        results["machine"],
+        summary,
+        table(summary),
+        total,
+        results["failed_rounds"],
     )
     print("wrote bench/results.json and docs/performance.md")
 

@@ -2,9 +2,11 @@
 
 Commands: ``server`` (a local dev livekit-server), ``token`` (mint access
 tokens), ``join`` (print a room's events live), ``rpc`` (call a participant's
-method), ``send`` (data packet, text stream or file) and ``room`` (list, create,
-delete rooms through the server API). Every command runs on ``trio.run``, and
-uses lkrtc_trio the way an application does: through its public API
+method), ``send`` (data packet, text stream or file), ``room`` (list, create,
+delete rooms through the server API) and ``load-test`` (rooms of participants
+exchanging audio, data and RPC calls; see :mod:`lkrtc_trio._loadtest`). Every
+command runs on ``trio.run``, and uses lkrtc_trio the way an application does:
+through its public API
 (``import lkrtc_trio as lk``, :mod:`lkrtc_trio.api`, :mod:`lkrtc_trio.testing`).
 
 Exit codes (stable; scripts may rely on them): see :class:`ExitCode`.
@@ -37,7 +39,7 @@ import trio
 
 import lkrtc_trio as lk
 
-from . import api
+from . import _loadtest, api
 from ._errors import redact
 from ._version import TESTED_LIVEKIT, __version__, livekit_version
 from .testing import (
@@ -247,7 +249,8 @@ def build_parser(prog: str = "lkrtc") -> argparse.ArgumentParser:
             "  lkrtc send my-room --text 'hello'\n"
             "  lkrtc rpc my-room --to bob --method greet --payload hi\n"
             "  lkrtc room list --json\n"
-            "  lkrtc token --identity bob --room my-room\n\n"
+            "  lkrtc token --identity bob --room my-room\n"
+            "  lkrtc load-test --rooms 4 --participants 3 --duration 30s\n\n"
             f"{CONNECTION_HELP}"
         ),
     )
@@ -260,6 +263,7 @@ def build_parser(prog: str = "lkrtc") -> argparse.ArgumentParser:
     _add_rpc(sub, common, conn, part)
     _add_send(sub, common, conn, part)
     _add_room(sub, common, conn)
+    _add_load_test(sub, common)
     return parser
 
 
@@ -496,6 +500,178 @@ def _add_room(sub: Any, common: argparse.ArgumentParser, conn: argparse.Argument
     delete.add_argument("name")
     for action in (ls, create, delete):
         action.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _int_at_least(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000 per second, not {text}")
+    return value
+
+
+def _load_seconds(text: str) -> float:
+    try:
+        if float(text) <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    except ValueError:
+        pass  # "30s", "2m": parse_duration says if it is not a duration
+    return _positive_seconds(text)
+
+
+def _grace_seconds(text: str) -> float:
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return _load_seconds(text)
+
+
+def _add_load_test(sub: Any, common: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p = sub.add_parser(
+        "load-test",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="load-test a server or cluster: rooms of participants with audio, data and RPC",
+        description=(
+            "Join --rooms rooms of --participants participants each (all in this process;\n"
+            "with several --url, participant n joins through URL n mod the number of URLs,\n"
+            "so every node of a cluster gets traffic), wait until everyone sees everyone\n"
+            "and hears the audio, then for --duration: each participant calls an echo RPC\n"
+            "method --rpc-rate times a second (on the others of its room in turn) and sends\n"
+            "--data-rate numbered reliable packets a second to its room; with --audio, the\n"
+            "first participant of each room publishes a 48 kHz mono tone in 10 ms frames\n"
+            "and the others count what they receive. Then sending stops, in-flight data\n"
+            "gets --grace to arrive, everyone leaves, and the report is printed: join\n"
+            "times, RPC latency (p50/p90/p99/max) and errors, data sent/received/lost/\n"
+            "reordered/duplicated, audio frames received vs expected (100 a second per\n"
+            "subscriber) and dropped, and this process's CPU time. Losses are reported,\n"
+            "not errors: the exit status is 0 once the run completed."
+        ),
+        epilog=_epilog(
+            "  lkrtc load-test --url ws://127.0.0.1:7880 --api-key devkey --api-secret secret\n"
+            "  lkrtc load-test --rooms 10 --participants 4 --duration 1m --rpc-rate 5 --json\n"
+            "  lkrtc load-test --url ws://node1:7880 --url ws://node2:7880 --no-audio   "
+            "# a cluster\n"
+            "  lkrtc load-test --data-rate 50 --data-size 1000 --rpc-rate 0 --duration 30s"
+        ),
+    )
+    conn = p.add_argument_group("connection (defaults from the environment)")
+    conn.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="server URL, ws(s):// or http(s)://; repeat for the nodes of a cluster "
+        "(participants are spread round-robin) [LIVEKIT_URL]",
+    )
+    conn.add_argument("--api-key", default=env("LIVEKIT_API_KEY"), help="[LIVEKIT_API_KEY]")
+    conn.add_argument(
+        "--api-secret", default=env("LIVEKIT_API_SECRET"), help="[LIVEKIT_API_SECRET]"
+    )
+    load = p.add_argument_group("load")
+    load.add_argument(
+        "--rooms", type=_int_at_least(1, 1000), default=2, metavar="R", help="rooms (default 2)"
+    )
+    load.add_argument(
+        "--participants",
+        type=_int_at_least(2, 1000),
+        default=2,
+        metavar="P",
+        help="participants per room, at least 2 (default 2)",
+    )
+    load.add_argument(
+        "--duration",
+        type=_load_seconds,
+        default=10.0,
+        metavar="DURATION",
+        help="measured traffic time (default 10s)",
+    )
+    load.add_argument(
+        "--rpc-rate",
+        type=_rate,
+        default=2.0,
+        metavar="N",
+        help="RPC calls a second per participant, 0: none (default 2)",
+    )
+    load.add_argument(
+        "--data-rate",
+        type=_rate,
+        default=5.0,
+        metavar="N",
+        help="reliable data packets a second per participant, to its room; 0: none (default 5)",
+    )
+    load.add_argument(
+        "--data-size",
+        type=_int_at_least(1, lk.MAX_DATA_BYTES),
+        default=64,
+        metavar="BYTES",
+        help="data packet size (default 64)",
+    )
+    load.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a tone from the first participant of each room to the others (default on)",
+    )
+    load.add_argument(
+        "--room-prefix",
+        metavar="PREFIX",
+        help="rooms are PREFIX-0, PREFIX-1, ... (default lkrtc-load-<random>)",
+    )
+    load.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    limits = p.add_argument_group("limits")
+    limits.add_argument(
+        "--connect-timeout",
+        type=_load_seconds,
+        default=10.0,
+        metavar="DURATION",
+        help="each join (default 10s); a failed join exits 3",
+    )
+    limits.add_argument(
+        "--ready-timeout",
+        type=_load_seconds,
+        default=20.0,
+        metavar="DURATION",
+        help="until everyone sees everyone and hears the tone (default 20s), else exit 1",
+    )
+    limits.add_argument(
+        "--rpc-timeout",
+        type=_load_seconds,
+        default=5.0,
+        metavar="DURATION",
+        help="each RPC call's response timeout (default 5s)",
+    )
+    limits.add_argument(
+        "--grace",
+        type=_grace_seconds,
+        default=2.0,
+        metavar="DURATION",
+        help="after the window, time for in-flight data to arrive (default 2s)",
+    )
+    limits.add_argument(
+        "--join-concurrency",
+        type=_int_at_least(1, 1000),
+        default=8,
+        metavar="N",
+        help="participants connecting at the same time (default 8)",
+    )
 
 
 # --------------------------------------------------------------------------- output
@@ -1305,6 +1481,65 @@ def cmd_room(args: argparse.Namespace) -> int:
     return run_async("room", lambda: _room(args))
 
 
+# --------------------------------------------------------------------------- load-test
+
+
+def load_test_config(args: argparse.Namespace) -> _loadtest.LoadTestConfig:
+    """The load test ``args`` ask for.
+
+    Raises:
+        CliError: no URL or credentials, or a bad URL (usage error).
+    """
+    urls = list(args.url or []) or (
+        [os.environ["LIVEKIT_URL"]] if os.environ.get("LIVEKIT_URL") else []
+    )
+    if not urls:
+        raise CliError(ExitCode.USAGE, "no server URL: pass --url (repeatable) or set LIVEKIT_URL")
+    checked = [_ws_url(Connection(url=u, api_key=None, api_secret=None).need_url()) for u in urls]
+    key, secret = Connection(urls[0], args.api_key, args.api_secret).need_keys("load-test")
+    prefix = args.room_prefix or f"lkrtc-load-{secrets.token_hex(3)}"
+    try:
+        return _loadtest.LoadTestConfig(
+            urls=tuple(checked),
+            api_key=key,
+            api_secret=secret,
+            rooms=int(args.rooms),
+            participants=int(args.participants),
+            duration=float(args.duration),
+            rpc_rate=float(args.rpc_rate),
+            data_rate=float(args.data_rate),
+            data_size=int(args.data_size),
+            audio=bool(args.audio),
+            room_prefix=prefix,
+            connect_timeout=float(args.connect_timeout),
+            ready_timeout=float(args.ready_timeout),
+            rpc_timeout=float(args.rpc_timeout),
+            grace=float(args.grace),
+            join_concurrency=int(args.join_concurrency),
+        )
+    except ValueError as exc:
+        raise CliError(ExitCode.USAGE, str(exc)) from None
+
+
+async def _load_test(config: _loadtest.LoadTestConfig, as_json: bool) -> int:
+    try:
+        report = await _loadtest.run_load_test(config)
+    except _loadtest.ConnectFailedError as exc:
+        raise CliError(ExitCode.CONNECTION, str(exc)) from None
+    except _loadtest.LoadTestError as exc:
+        raise CliError(ExitCode.ERROR, f"load test aborted: {exc}") from None
+    if as_json:
+        print(json.dumps(report.as_dict()), flush=True)
+    else:
+        print(_loadtest.format_report(report), flush=True)
+    return ExitCode.OK
+
+
+def cmd_load_test(args: argparse.Namespace) -> int:
+    config = load_test_config(args)
+    return run_async("load-test", lambda: _load_test(config, bool(args.json)))
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -1377,6 +1612,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rpc": cmd_rpc,
     "send": cmd_send,
     "room": cmd_room,
+    "load-test": cmd_load_test,
 }
 
 

@@ -120,6 +120,7 @@ COMMANDS = [
     ["room", "list"],
     ["room", "create"],
     ["room", "delete"],
+    ["load-test"],
 ]
 
 
