@@ -68,8 +68,7 @@ variants takes about 2 minutes per contender on 2 cores (measured: about 75 s
 for the RPC stages, joining 100 rooms from each of two processes, and 36 s
 for the audio stages; 7 warm-ups and windows of 12 s), so about 4 minutes per
 round of both contenders; 5 rounds would take about 20 minutes, over the
-15-minute budget of this scenario, 3 take 12 to 15 (the merge run of
-2026-11-30 took 859 s, one retried round included). Interleaved as elsewhere: round r of
+15-minute budget of this scenario; 3 take 12 to 15. Interleaved as elsewhere: round r of
 lkrtc-trio, round r of the official SDK, for the RPC variant then the audio
 variant, then round r + 1. Each round runs in fresh processes and fresh rooms
 and ends with both processes leaving every room and exiting (exit status 0
@@ -77,17 +76,15 @@ required).
 
 Where the machine caps R: the server, the peer and the measured process share
 2 cores. The rows "machine CPU busy", "peer process CPU" and "RPC calls/s per
-room" show where a stage ran out of CPU (docs/performance.md lists them). In
-the run of 2026-11-30 the 2 cores were saturated (96-100 % busy) from R = 50
-for both SDKs: 50 rooms x 5 calls/s means 250 RPCs and 250 data packets per
-second through each of the two client processes and the server, and most of
-that CPU is in the native core's threads (libwebrtc's data channels and their
-verbose SCTP logging, see bench/data.py), not on the event loop (lkrtc-trio's
-loop thread: about 0.12 CPU s/s at R = 50). So at R = 50 and 100 latency is
-mostly CPU contention; the official SDK could not keep 5 calls/s per room at
-R = 50 (about 3.4), lkrtc-trio could not at R = 100 (about 3). The official
-SDK's measured process also aborted once (a native panic while leaving 100
-rooms); ``retried`` ran that round again and the report lists it.
+room" show where a stage ran out of CPU (docs/performance.md lists them), and
+"loop lag p99" (how late a task sleeping 20 ms wakes up) separates time spent
+on the measured process's event loop from time spent elsewhere (the native
+core's threads, the peer, the server, waiting for a core). 50 rooms x 5
+calls/s means 250 RPCs and 250 data packets a second through each of the two
+client processes and the server, each room with its own peer connection and
+data channels in the native core, so from R = 50 the machine is mostly busy
+and latency is mostly CPU contention; docs/performance.md has the figures of
+the last run.
 
 ``BENCH_MANY_ROOMS_QUICK=1`` (for development): 1 round, R = 1, 10 and audio
 R = 1, 2, shorter windows.
@@ -174,6 +171,32 @@ class Meter:
             "process_cpu": (process_cpu() - self.proc) / wall,
             "machine_busy": (busy - self.ticks[0]) / max(1, total - self.ticks[1]),
         }
+
+
+#: the loop-lag probe's sleep: how late each wake-up comes is the loop's lag
+#: (50 wake-ups a second: about 0.01 CPU s/s of the loop thread, on both SDKs)
+LAG_PROBE = 0.02
+
+
+async def trio_lag_probe(lags: list[float]) -> None:
+    """Sleeps ``LAG_PROBE`` over and over, appending how late each wake-up was
+    (s): the time work on the loop thread keeps a ready task waiting."""
+    import trio
+
+    while True:
+        t = time.perf_counter()
+        await trio.sleep(LAG_PROBE)
+        lags.append(time.perf_counter() - t - LAG_PROBE)
+
+
+async def asyncio_lag_probe(lags: list[float]) -> None:
+    """As :func:`trio_lag_probe`, on asyncio."""
+    import asyncio
+
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(LAG_PROBE)
+        lags.append(time.perf_counter() - t - LAG_PROBE)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -465,9 +488,14 @@ async def lkrtc_child(role: str, mode: str, url: str, prefix: str) -> None:
                     if mode == "rpc":
                         meter = Meter()
                         w0 = time.perf_counter()
-                        await trio.sleep(WINDOW)
+                        lags: list[float] = []
+                        async with trio.open_nursery() as probe:
+                            probe.start_soon(trio_lag_probe, lags)
+                            await trio.sleep(WINDOW)
+                            probe.cancel_scope.cancel()
                         w1 = time.perf_counter()
                         res.update(meter.stop())
+                        res["loop_lag_p99_ms"] = percentile(lags, 0.99) * 1000
                         for _ in range(int((RESPONSE_TIMEOUT + 2) / 0.1)):
                             if not pending_before(logs, w1):
                                 break
@@ -614,9 +642,15 @@ async def official_child(mode: str, url: str, prefix: str) -> None:
             if mode == "rpc":
                 meter = Meter()
                 w0 = time.perf_counter()
+                lags: list[float] = []
+                probe = asyncio.ensure_future(asyncio_lag_probe(lags))
                 await asyncio.sleep(WINDOW)
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
                 w1 = time.perf_counter()
                 res.update(meter.stop())
+                res["loop_lag_p99_ms"] = percentile(lags, 0.99) * 1000
                 for _ in range(int((RESPONSE_TIMEOUT + 2) / 0.1)):
                     if not pending_before(logs, w1):
                         break
@@ -752,6 +786,7 @@ def _brief(res: dict[str, Any]) -> str:
         "joined",
         "join_s",
         "loop_cpu",
+        "loop_lag_p99_ms",
         "process_cpu",
         "machine_busy",
         "peer_cpu",
@@ -770,6 +805,7 @@ RPC_METRICS = [
     ("loop-thread CPU s per s", "loop_cpu", "lower"),
     ("RPC p50 ms", "p50_ms", "lower"),
     ("RPC p99 ms", "p99_ms", "lower"),
+    ("loop lag p99 ms", "loop_lag_p99_ms", "lower"),
     ("RPC calls/s per room", "calls_per_room_s", "higher"),
     ("data delivered fraction", "delivered", "higher"),
     ("rooms joined", "joined", "higher"),

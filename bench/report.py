@@ -263,9 +263,9 @@ def many_rooms_section(summary: list[dict[str, Any]]) -> list[str]:
     sdk = {"lkrtc": "lkrtc-trio", "official": "official"}
     rpc_lines = [
         "| R | SDK | rooms joined | calls/s per room | RPC p50 ms | RPC p99 ms "
-        "| data delivered | loop-thread CPU s/s | process CPU s/s | peer CPU s/s "
-        "| machine busy | join s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| loop lag p99 ms | data delivered | loop-thread CPU s/s | process CPU s/s "
+        "| peer CPU s/s | machine busy | join s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     caps: list[str] = []
     for case in cases(MR_RPC):
@@ -285,7 +285,8 @@ def many_rooms_section(summary: list[dict[str, Any]]) -> list[str]:
             rpc_lines.append(
                 f"| {n} | {name} | {_fig(joined, '.0f')} | {_fig(rate, '.2f')} "
                 f"| {_fig(m('RPC p50 ms'), '.1f')} | {_fig(m('RPC p99 ms'), '.1f')} "
-                f"| {_fig(delivered, '.2%')} | {_fig(loop, '.3f')} | {_fig(cpu, '.2f')} "
+                f"| {_fig(m('loop lag p99 ms'), '.1f')} | {_fig(delivered, '.2%')} "
+                f"| {_fig(loop, '.3f')} | {_fig(cpu, '.2f')} "
                 f"| {_fig(m('peer process CPU s per s'), '.2f')} | {_fig(busy, '.0%')} "
                 f"| {_fig(m('join s, all R rooms'), '.1f')} |"
             )
@@ -347,6 +348,10 @@ def many_rooms_section(summary: list[dict[str, Any]]) -> list[str]:
         "in-flight request's queue) of the process, each of which drops the other",
         "rooms' events; lkrtc-trio routes each event to its one consumer by handle.",
         '"loop-thread CPU" is the event-loop thread\'s CPU seconds per wall second;',
+        '"loop lag" is how late a task sleeping 20 ms at a time wakes up during the',
+        "window (the 99th percentile): the time the loop thread keeps a ready task",
+        "waiting. An RPC p99 far above the loop lag was spent outside the loop",
+        "(the native core's threads, the peer, the server, waiting for a core);",
         '"process CPU" includes the native core\'s threads (libwebrtc, data',
         'channels, Opus); "peer CPU" is the peer process; "machine busy" is the',
         "busy fraction of all cores (the local server, the peer and the measured",
