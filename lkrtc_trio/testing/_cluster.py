@@ -15,25 +15,18 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 from ._server import (
-    _LOG_TAIL_BYTES,
-    _RUNNING,
     LocalServer,
     ServerInfo,
     ServerInstallError,
     ServerStartError,
-    _die_with_parent,
-    _tail,
-    _terminate,
+    _ManagedProcess,
     free_ports,
     install_server,
     test_host,
@@ -59,7 +52,7 @@ def find_redis_server() -> Path:
     return Path(found)
 
 
-class LocalRedis:
+class LocalRedis(_ManagedProcess):
     """A throwaway ``redis-server``: no persistence, on a free port of :func:`test_host`.
 
     Protected mode is off (livekit-server nodes connect from the namespace's
@@ -76,6 +69,8 @@ class LocalRedis:
             None means a temporary directory that :meth:`stop` removes.
     """
 
+    _TMP_PREFIX = "lkrtc-redis-"
+
     def __init__(
         self,
         *,
@@ -85,17 +80,11 @@ class LocalRedis:
         stop_timeout: float = 5.0,
         log_dir: Path | str | None = None,
     ) -> None:
+        super().__init__(stop_timeout=stop_timeout, log_dir=log_dir)
         self._binary = Path(binary) if binary is not None else None
         self._host = host
         self.start_timeout = start_timeout
-        self.stop_timeout = stop_timeout
-        self._log_dir = Path(log_dir) if log_dir is not None else None
-        self._tmp_dir: Path | None = None
-        self._log_file: IO[bytes] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._address: tuple[str, int] | None = None
-        self.log_path: Path | None = None
-        """Path of Redis's output, once started."""
 
     @property
     def address(self) -> str:
@@ -108,11 +97,6 @@ class LocalRedis:
             raise RuntimeError("LocalRedis is not running")
         host, port = self._address
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    @property
-    def running(self) -> bool:
-        """Whether the Redis process is alive."""
-        return self._process is not None and self._process.poll() is None
 
     def start(self) -> str:
         """Start Redis and wait until it answers ``PING``.
@@ -140,14 +124,7 @@ class LocalRedis:
 
     def _start_once(self, binary: Path, host: str) -> str:
         port = free_ports(host, 1, "tcp")[0]
-        if self._log_dir is not None:
-            self._log_dir.mkdir(parents=True, exist_ok=True)
-            log_dir = self._log_dir
-        else:
-            self._tmp_dir = Path(tempfile.mkdtemp(prefix="lkrtc-redis-"))
-            log_dir = self._tmp_dir
-        self.log_path = log_dir / f"redis-{port}.log"
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        log_dir = self._open_log(f"redis-{port}.log")
         argv = [
             str(binary),
             "--bind", host,
@@ -157,23 +134,11 @@ class LocalRedis:
             "--protected-mode", "no",
             "--dir", str(log_dir),
         ]  # fmt: skip
-        try:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        except OSError as exc:
-            self._cleanup(keep_log=False)
-            raise ServerStartError(f"cannot run {binary}: {exc}") from exc
-        _RUNNING.add(self)
+        self._spawn(argv)
         try:
             self._wait_ready(host, port)
         except ServerStartError as exc:
-            tail = self._log_tail()
+            tail = self.log_tail()
             self._stop(keep_log=True)
             raise ServerStartError(f"{exc}\n--- tail of {self.log_path} ---\n{tail}") from None
         except BaseException:
@@ -205,37 +170,9 @@ class LocalRedis:
                 )
             time.sleep(0.02)
 
-    def _log_tail(self, limit: int = _LOG_TAIL_BYTES) -> str:
-        if self.log_path is None:
-            return ""
-        try:
-            return _tail(self.log_path.read_text("utf-8", "replace"), limit)
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """Stop Redis (SIGTERM, SIGKILL after ``stop_timeout`` s). Idempotent."""
-        self._stop(keep_log=False)
-
     def _stop(self, *, keep_log: bool) -> None:
-        process, self._process = self._process, None
         self._address = None
-        _RUNNING.discard(self)
-        if process is not None:
-            if process.poll() is None:
-                _terminate(process, self.stop_timeout)
-            else:
-                process.wait()
-        self._cleanup(keep_log=keep_log)
-
-    def _cleanup(self, *, keep_log: bool) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self._tmp_dir is not None:
-            if not keep_log:
-                shutil.rmtree(self._tmp_dir, ignore_errors=True)
-            self._tmp_dir = None
+        super()._stop(keep_log=keep_log)
 
     def __enter__(self) -> str:
         return self.start()

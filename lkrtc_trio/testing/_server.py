@@ -483,7 +483,120 @@ _NODE_ID = re.compile(r'"nodeID": "(ND_[A-Za-z0-9]+)"')
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class LocalServer:
+class _ManagedProcess:
+    """A child process whose output goes to a log file, which dies with the
+    thread that started it and is stopped at exit if still running.
+
+    Shared by :class:`LocalServer` and :class:`~lkrtc_trio.testing.LocalRedis`.
+    Subclasses start it with :meth:`_open_log` and :meth:`_spawn`, and may
+    extend :meth:`_stop` to forget their addresses.
+    """
+
+    _TMP_PREFIX = "lkrtc-"
+
+    def __init__(self, *, stop_timeout: float, log_dir: Path | str | None) -> None:
+        self.stop_timeout = stop_timeout
+        self._log_dir = Path(log_dir) if log_dir is not None else None
+        self._tmp_dir: Path | None = None
+        self._log_file: IO[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+        """Path of the process's combined stdout/stderr, once started."""
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The subprocess, or None before :meth:`start` and after :meth:`stop`."""
+        return self._process
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, limit: int = _LOG_TAIL_BYTES) -> str:
+        """Return the end of the log, or "" if there is none.
+
+        Args:
+            limit: Maximum number of characters.
+
+        Returns:
+            The last ``limit`` characters of the log.
+        """
+        if self.log_path is None:
+            return ""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - limit))
+                return _tail(f.read().decode("utf-8", "replace"), limit)
+        except OSError:
+            return ""
+
+    def _open_log(self, name: str) -> Path:
+        """Opens ``name`` in ``log_dir`` (or a new temporary directory) as the
+        log; returns the directory."""
+        if self._log_dir is not None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            log_dir = self._log_dir
+        else:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix=self._TMP_PREFIX))
+            log_dir = self._tmp_dir
+        self.log_path = log_dir / name
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        return log_dir
+
+    def _spawn(self, argv: Sequence[str]) -> None:
+        """Runs ``argv`` with its output to the log, in a session of its own
+        (a terminal's Ctrl-C reaches us, and we stop it cleanly), killed by
+        the kernel if the starting thread dies first (no orphans).
+
+        Raises:
+            ServerStartError: It could not be run.
+        """
+        try:
+            self._process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            self._cleanup(keep_log=False)
+            raise ServerStartError(f"cannot run {argv[0]}: {exc}") from exc
+        _RUNNING.add(self)
+
+    def stop(self) -> None:
+        """Stop the process: SIGTERM (twice), then SIGKILL after ``stop_timeout`` s.
+
+        Idempotent; safe to call when never started. A temporary log directory
+        is removed (a ``log_dir`` given to the constructor is kept).
+        """
+        self._stop(keep_log=False)
+
+    def _stop(self, *, keep_log: bool) -> None:
+        process, self._process = self._process, None
+        _RUNNING.discard(self)
+        if process is not None:
+            if process.poll() is None:
+                _terminate(process, self.stop_timeout)
+            else:
+                process.wait()
+        self._cleanup(keep_log=keep_log)
+
+    def _cleanup(self, *, keep_log: bool) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._tmp_dir is not None:
+            if not keep_log:
+                shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            self._tmp_dir = None
+
+
+class LocalServer(_ManagedProcess):
     """A livekit-server subprocess on free ports of :func:`test_host`.
 
     Use it as ``with LocalServer() as info: ...`` or call :meth:`start` and
@@ -511,6 +624,8 @@ class LocalServer:
             port. The RTC ports are always free ones.
     """
 
+    _TMP_PREFIX = "lkrtc-server-"
+
     def __init__(
         self,
         *,
@@ -525,21 +640,15 @@ class LocalServer:
     ) -> None:
         if http_port is not None and not 0 < http_port < 65536:
             raise ValueError(f"http_port must be in 1..65535, got {http_port}")
+        super().__init__(stop_timeout=stop_timeout, log_dir=log_dir)
         self.http_port = http_port
         self._binary = Path(binary) if binary is not None else None
         self._host = host
         self.extra_config = extra_config
         self.turn = turn
         self.start_timeout = start_timeout
-        self.stop_timeout = stop_timeout
-        self._log_dir = Path(log_dir) if log_dir is not None else None
-        self._tmp_dir: Path | None = None
-        self._log_file: IO[bytes] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._info: ServerInfo | None = None
         self._last_info: ServerInfo | None = None
-        self.log_path: Path | None = None
-        """Path of the server's combined stdout/stderr, once started."""
 
     # -- properties
 
@@ -553,16 +662,6 @@ class LocalServer:
         if self._info is None:
             raise RuntimeError("LocalServer is not running")
         return self._info
-
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        """The server subprocess, or None before :meth:`start` and after :meth:`stop`."""
-        return self._process
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._process is not None and self._process.poll() is None
 
     def config_body(self, info: ServerInfo) -> str:
         """Return the YAML passed as ``--config-body`` for ``info``.
@@ -606,26 +705,6 @@ class LocalServer:
         if self.extra_config:
             body += self.extra_config.rstrip("\n") + "\n"
         return body
-
-    def log_tail(self, limit: int = _LOG_TAIL_BYTES) -> str:
-        """Return the end of the server log, or "" if there is none.
-
-        Args:
-            limit: Maximum number of characters.
-
-        Returns:
-            The last ``limit`` characters of the log.
-        """
-        if self.log_path is None:
-            return ""
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - limit))
-                return _tail(f.read().decode("utf-8", "replace"), limit)
-        except OSError:
-            return ""
 
     # -- lifecycle
 
@@ -704,14 +783,8 @@ class LocalServer:
             if self.turn:
                 relay = _free_udp_range(host, _TURN_RELAY_PORTS, avoid=udp_ports)
                 info = dataclasses.replace(info, turn_port=udp_ports[1], turn_relay_ports=relay)
-        if self._log_dir is not None:
-            self._log_dir.mkdir(parents=True, exist_ok=True)
-            log_dir = self._log_dir
-        else:
-            self._tmp_dir = Path(tempfile.mkdtemp(prefix="lkrtc-server-"))
-            log_dir = self._tmp_dir
-        self.log_path = log_dir / f"livekit-server-{info.http_port}.log"
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._open_log(f"livekit-server-{info.http_port}.log")
+        assert self._log_file is not None
         argv = [
             str(binary),
             "--dev",
@@ -725,22 +798,7 @@ class LocalServer:
         self._log_file.write(("$ " + " ".join(argv[:-1]) + " <config-body>\n").encode())
         self._log_file.write(self.config_body(info).encode() + b"\n")
         self._log_file.flush()
-        try:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                # Own session: a terminal's Ctrl-C reaches us, and we stop it cleanly.
-                start_new_session=True,
-                # If this process dies without stopping it (a native abort, a
-                # SIGKILL), the kernel kills the server too: no orphan servers.
-                preexec_fn=_die_with_parent,
-            )
-        except OSError as exc:
-            self._cleanup(keep_log=False)
-            raise ServerStartError(f"cannot run {binary}: {exc}") from exc
-        _RUNNING.add(self)
+        self._spawn(argv)
         try:
             self._wait_ready(info)
         except ServerStartError as exc:
@@ -785,33 +843,9 @@ class LocalServer:
                 )
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        """Stop the server: SIGTERM (twice), then SIGKILL after ``stop_timeout`` s.
-
-        Idempotent; safe to call when never started. A temporary log directory
-        is removed (a ``log_dir`` given to the constructor is kept).
-        """
-        self._stop(keep_log=False)
-
     def _stop(self, *, keep_log: bool) -> None:
-        process, self._process = self._process, None
         self._info = None
-        _RUNNING.discard(self)
-        if process is not None:
-            if process.poll() is None:
-                _terminate(process, self.stop_timeout)
-            else:
-                process.wait()
-        self._cleanup(keep_log=keep_log)
-
-    def _cleanup(self, *, keep_log: bool) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self._tmp_dir is not None:
-            if not keep_log:
-                shutil.rmtree(self._tmp_dir, ignore_errors=True)
-            self._tmp_dir = None
+        super()._stop(keep_log=keep_log)
 
     def __enter__(self) -> ServerInfo:
         return self.start()
