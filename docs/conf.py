@@ -77,6 +77,9 @@ nitpick_ignore_regex = [
     # Sphinx splits the ``:type:`` field ``tuple[str, ...]`` (napoleon, from an
     # annotation) into pieces and looks the first one up.
     (r"py:class", r"tuple\[str"),
+    # Python 3.10's autodoc leaves an inherited attribute's ``Path`` (from
+    # another module's annotation) unqualified.
+    (r"py:class", r"Path"),
 ]
 
 
