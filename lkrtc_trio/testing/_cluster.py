@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,27 +147,15 @@ class LocalRedis(_ManagedProcess):
         return self.address
 
     def _wait_ready(self, host: str, port: int) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + self.start_timeout
-        last_error = "no answer yet"
-        while True:
-            code = self._process.poll()
-            if code is not None:
-                raise ServerStartError(f"redis-server exited with code {code} during startup")
+        def probe() -> str | None:
             try:
                 with socket.create_connection((host, port), timeout=1.0) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-                    last_error = "no PONG"
+                    return None if sock.recv(64).startswith(b"+PONG") else "no PONG"
             except OSError as exc:
-                last_error = str(exc)
-            if time.monotonic() >= deadline:
-                raise ServerStartError(
-                    f"redis-server on {host}:{port} not ready after "
-                    f"{self.start_timeout:g} s ({last_error})"
-                )
-            time.sleep(0.02)
+                return str(exc)
+
+        self._poll_ready("redis-server", f"on {host}:{port}", self.start_timeout, 0.02, probe)
 
     def _stop(self, *, keep_log: bool) -> None:
         self._address = None
@@ -176,14 +163,6 @@ class LocalRedis(_ManagedProcess):
 
     def __enter__(self) -> str:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = self.address if self._address is not None else "stopped"

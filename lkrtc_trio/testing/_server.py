@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -568,6 +568,43 @@ class _ManagedProcess:
             raise ServerStartError(f"cannot run {argv[0]}: {exc}") from exc
         _RUNNING.add(self)
 
+    def _poll_ready(
+        self,
+        what: str,
+        where: str,
+        timeout: float,
+        interval: float,
+        probe: Callable[[], str | None],
+    ) -> None:
+        """Calls ``probe`` every ``interval`` s until it returns None (ready);
+        otherwise it returns why not yet.
+
+        Raises:
+            ServerStartError: The process exited, or was not ready within ``timeout`` s.
+        """
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self._process.poll()
+            if code is not None:
+                raise ServerStartError(f"{what} exited with code {code} during startup")
+            last_error = probe()
+            if last_error is None:
+                return
+            if time.monotonic() >= deadline:
+                raise ServerStartError(
+                    f"{what} {where} not ready after {timeout:g} s ({last_error})"
+                )
+            time.sleep(interval)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Stop the process: SIGTERM (twice), then SIGKILL after ``stop_timeout`` s.
 
@@ -820,28 +857,16 @@ class LocalServer(_ManagedProcess):
         return match.group(1) if match else None
 
     def _wait_ready(self, info: ServerInfo) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + self.start_timeout
-        last_error = "no answer yet"
-        while True:
-            code = self._process.poll()
-            if code is not None:
-                raise ServerStartError(f"livekit-server exited with code {code} during startup")
+        def probe() -> str | None:
             try:
                 with _NO_PROXY_OPENER.open(info.http_url + "/", timeout=1.0) as response:
-                    if response.status == 200:
-                        return
-                    last_error = f"HTTP {response.status}"
+                    return None if response.status == 200 else f"HTTP {response.status}"
             except urllib.error.HTTPError as exc:
-                last_error = f"HTTP {exc.code}"
+                return f"HTTP {exc.code}"
             except (OSError, ValueError) as exc:
-                last_error = str(exc)
-            if time.monotonic() >= deadline:
-                raise ServerStartError(
-                    f"livekit-server at {info.http_url} not ready after "
-                    f"{self.start_timeout:g} s ({last_error})"
-                )
-            time.sleep(0.05)
+                return str(exc)
+
+        self._poll_ready("livekit-server", f"at {info.http_url}", self.start_timeout, 0.05, probe)
 
     def _stop(self, *, keep_log: bool) -> None:
         self._info = None
@@ -849,14 +874,6 @@ class LocalServer(_ManagedProcess):
 
     def __enter__(self) -> ServerInfo:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = self._info.url if self._info is not None else "stopped"
